@@ -3,7 +3,6 @@ module berth
 go 1.26.0
 
 require (
-	github.com/coreos/go-systemd/v22 v22.7.0 // indirect
-	github.com/godbus/dbus/v5 v5.2.4 // indirect
-	golang.org/x/sys v0.49.0 // indirect
+	github.com/coreos/go-systemd/v22 v22.7.0
+	golang.org/x/sys v0.49.0
 )
