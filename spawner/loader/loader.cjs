@@ -1,0 +1,346 @@
+// berth's Node.js loader. berth runs every Node worker as
+//
+//   node [NODE_ARGS…] --require <this file> <startup file>
+//
+// and hands it a listening Unix socket as fd 3 (LISTEN_FDS=1,
+// LISTEN_PID=<pid>, the sd_listen_fds protocol). This file makes the app's
+// server listen on that socket whatever the app asked for ("reverse port
+// binding"), tells berth when it is ready, and drains it on SIGTERM.
+//
+// Without LISTEN_FDS=1 and LISTEN_PID=<our pid> it does nothing at all.
+//
+// What it does, in order (see README.md beside this file):
+//   - reads and deletes LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES,
+//     BERTH_READY_SOCKET and NOTIFY_SOCKET from process.env, and drops its own
+//     --require from process.execArgv, so nothing the app spawns or forks
+//     inherits them;
+//   - defines the globals PhusionPassenger and berth (same object) with
+//     configure({autoInstall}) for explicit selection;
+//   - wraps net.Server.prototype.listen (http, https, http2, tls, net and every
+//     framework built on them): the selected server listens on fd 3, every
+//     other server listens as it asked;
+//   - after the selected server is listening, connects to BERTH_READY_SOCKET
+//     and writes "READY=1\n";
+//   - on SIGTERM stops accepting, closes idle keep-alive connections, lets
+//     in-flight requests finish, then exits.
+'use strict';
+
+const net = require('node:net');
+const { EventEmitter } = require('node:events');
+
+const PREFIX = 'berth loader: ';
+
+// The names an app passes to listen() to select its served server
+// explicitly: Passenger's spellings and berth's own.
+const SELECT_NAMES = new Set(['passenger', '/passenger', 'berth', '/berth']);
+
+// How long the loader waits, after the served server has drained, for an app
+// that handles SIGTERM itself to exit on its own before it exits for it.
+const APP_EXIT_GRACE_MS = 3000;
+
+// How often idle keep-alive connections are closed while draining.
+const IDLE_SWEEP_MS = 100;
+
+function note(msg) {
+  try {
+    process.stderr.write(PREFIX + msg + '\n');
+  } catch (_) {
+    // stderr gone: nothing sensible left to do with a note.
+  }
+}
+
+// takeEnvironment reads the worker contract from the environment and removes
+// it, or returns null when this process is not a berth worker.
+function takeEnvironment(env) {
+  const fds = env.LISTEN_FDS;
+  const pid = env.LISTEN_PID;
+  if (!fds || !pid) {
+    return null;
+  }
+  if (pid !== String(process.pid)) {
+    // The variables were meant for another process (an ancestor that passed
+    // them on); they are not ours to use or remove.
+    return null;
+  }
+  const readySocket = env.BERTH_READY_SOCKET;
+  for (const name of ['LISTEN_FDS', 'LISTEN_PID', 'LISTEN_FDNAMES', 'BERTH_READY_SOCKET', 'NOTIFY_SOCKET']) {
+    delete env[name];
+  }
+  if (fds !== '1') {
+    note(`LISTEN_FDS=${fds}, expected 1; not installing`);
+    return null;
+  }
+  return { fd: 3, readySocket };
+}
+
+// dropOwnRequire removes "--require <this file>" (and its -r / = spellings)
+// from process.execArgv, which child_process.fork and cluster pass on.
+function dropOwnRequire(execArgv, self) {
+  const isSelf = (p) => p === self || p === './' + self;
+  for (let i = 0; i < execArgv.length; i++) {
+    const a = execArgv[i];
+    if ((a === '--require' || a === '-r') && isSelf(execArgv[i + 1])) {
+      execArgv.splice(i, 2);
+      i--;
+    } else if (a.startsWith('--require=') && isSelf(a.slice('--require='.length))) {
+      execArgv.splice(i, 1);
+      i--;
+    }
+  }
+}
+
+// callSite returns the first few stack frames of the app's listen() call,
+// skipping this file and Node's internals, for messages.
+function callSite(skip) {
+  const holder = {};
+  Error.captureStackTrace(holder, skip);
+  const frames = String(holder.stack)
+    .split('\n')
+    .slice(1)
+    .map((l) => l.trim())
+    .filter((l) => !l.includes(__filename) && !l.includes('(node:') && !l.startsWith('at node:'));
+  return frames.slice(0, 3).join(' <- ') || '(unknown call site)';
+}
+
+// selects reports whether listen() arguments name the served server
+// explicitly: 'passenger', '/passenger', {path:'passenger'},
+// {port:'passenger'} and the same with 'berth'.
+function selects(args) {
+  const first = args[0];
+  if (typeof first === 'string') {
+    return SELECT_NAMES.has(first);
+  }
+  if (first !== null && typeof first === 'object') {
+    return SELECT_NAMES.has(first.path) || SELECT_NAMES.has(first.port);
+  }
+  return false;
+}
+
+function callbackOf(args) {
+  const last = args[args.length - 1];
+  return typeof last === 'function' ? last : undefined;
+}
+
+// describeListen renders listen() arguments for a note.
+function describeListen(args) {
+  const parts = [];
+  for (const a of args) {
+    if (typeof a === 'function') continue;
+    if (a !== null && typeof a === 'object') {
+      const o = {};
+      for (const k of ['port', 'host', 'path', 'fd']) {
+        if (a[k] !== undefined) o[k] = a[k];
+      }
+      parts.push(JSON.stringify(o));
+    } else {
+      parts.push(JSON.stringify(a));
+    }
+  }
+  return `listen(${parts.join(', ')})`;
+}
+
+// socketPath finds the filesystem path of the Unix socket on fd, for
+// server.address(); Node cannot tell it for a socket it did not bind.
+function socketPath(fd) {
+  try {
+    const fs = require('node:fs');
+    const link = fs.readlinkSync(`/proc/self/fd/${fd}`); // "socket:[12345]"
+    const m = /^socket:\[(\d+)\]$/.exec(link);
+    if (m) {
+      for (const line of fs.readFileSync('/proc/net/unix', 'utf8').split('\n').slice(1)) {
+        // Num RefCount Protocol Flags Type St Inode Path
+        const f = line.trim().split(/\s+/);
+        if (f[6] === m[1] && f[7]) {
+          return f[7];
+        }
+      }
+    }
+  } catch (_) {
+    // Not Linux or /proc not mounted: fall through.
+  }
+  return `berth-worker-socket-fd${fd}`;
+}
+
+function sendReady(readySocket) {
+  if (!readySocket) {
+    note('BERTH_READY_SOCKET not set; not reporting readiness');
+    return;
+  }
+  const conn = net.createConnection(readySocket);
+  conn.on('error', (err) => {
+    note(`report readiness to ${readySocket}: ${err.message}`);
+  });
+  conn.end('READY=1\n');
+  conn.unref();
+}
+
+function isTLSServer(server) {
+  // tls.Server (and https.Server, http2 secure servers) registers a
+  // 'connection' listener that starts the TLS handshake and emits
+  // 'secureConnection' afterwards.
+  return typeof server.setSecureContext === 'function' && typeof server.addContext === 'function';
+}
+
+// stripTLS makes a TLS server that berth serves take plain connections:
+// berth terminates TLS (or the client is on the machine), and talks plain
+// HTTP/1.1 over the worker socket. Each accepted connection is handed to the
+// server's secure-connection handling directly.
+function stripTLS(server) {
+  const emit = server.emit;
+  server.emit = function (event, ...args) {
+    if (event === 'connection') {
+      const socket = args[0];
+      // http2's secure server falls back to HTTP/1.1 (allowHTTP1) when ALPN
+      // chose no protocol.
+      socket.alpnProtocol = false;
+      return emit.call(this, 'secureConnection', socket);
+    }
+    return emit.call(this, event, ...args);
+  };
+}
+
+function main() {
+  const worker = takeEnvironment(process.env);
+  if (worker === null) {
+    return;
+  }
+  dropOwnRequire(process.execArgv, __filename);
+
+  const state = {
+    autoInstall: true,
+    served: null, // the server listening on fd 3
+    servedSite: '', // where the served server's listen() was called
+    explicitSite: '', // where an explicit selection was made, if any
+  };
+
+  const api = new EventEmitter();
+  api.configure = function configure(options) {
+    if (options && 'autoInstall' in options) {
+      if (state.served !== null && options.autoInstall === false && state.explicitSite === '') {
+        note(
+          `configure({autoInstall:false}) called after a server was already installed (at ${state.servedSite}); ` +
+            'call it before any server listens',
+        );
+      }
+      state.autoInstall = Boolean(options.autoInstall);
+    }
+    return api;
+  };
+  Object.defineProperty(api, 'options', { get: () => ({ autoInstall: state.autoInstall }) });
+  globalThis.PhusionPassenger = api;
+  globalThis.berth = api;
+
+  const originalListen = net.Server.prototype.listen;
+
+  function install(server, args, site) {
+    state.served = server;
+    state.servedSite = site;
+    if (isTLSServer(server)) {
+      stripTLS(server);
+    }
+    const path = socketPath(worker.fd);
+    server.address = function address() {
+      return path;
+    };
+    const cb = callbackOf(args);
+    const options = { fd: worker.fd };
+    if (args[0] !== null && typeof args[0] === 'object' && args[0].signal) {
+      options.signal = args[0].signal;
+    }
+    server.once('listening', () => {
+      sendReady(worker.readySocket);
+      process.on('SIGTERM', onSIGTERM);
+    });
+    return cb ? originalListen.call(server, options, cb) : originalListen.call(server, options);
+  }
+
+  // listenAsAsked lets a server that berth does not serve bind what it asked
+  // for. If that fails (EADDRINUSE: a sibling worker holds the port) and the
+  // app does not handle the server's 'error' event, the failure is logged
+  // instead of crashing the worker.
+  function listenAsAsked(server, args, site) {
+    note(`${describeListen(args)} at ${site}: not the served server, listening as asked`);
+    const onError = (err) => {
+      if (server.listenerCount('error') > 1) {
+        return; // the app handles it
+      }
+      note(`${describeListen(args)} at ${site} failed, the worker keeps running without it: ${err.message}`);
+    };
+    server.on('error', onError);
+    server.once('listening', () => server.removeListener('error', onError));
+    return originalListen.apply(server, args);
+  }
+
+  net.Server.prototype.listen = function listen(...args) {
+    const site = callSite(listen);
+    const explicit = selects(args);
+    if (explicit) {
+      if (state.explicitSite !== '') {
+        throw new Error(
+          'berth: two servers selected explicitly for this worker: ' +
+            `first at ${state.explicitSite}, again at ${site}; only one listen('berth') / listen('passenger') is allowed`,
+        );
+      }
+      if (state.served !== null) {
+        throw new Error(
+          `berth: listen('${args[0] && typeof args[0] === 'object' ? args[0].path || args[0].port : args[0]}') at ${site}, ` +
+            `but auto-install already gave the worker socket to the server that listened at ${state.servedSite}; ` +
+            'call berth.configure({autoInstall:false}) (or PhusionPassenger.configure) before any server listens',
+        );
+      }
+      state.explicitSite = site;
+      return install(this, args, site);
+    }
+    if (state.served === null && state.autoInstall) {
+      return install(this, args, site);
+    }
+    if (state.served === this) {
+      return originalListen.apply(this, args);
+    }
+    return listenAsAsked(this, args, site);
+  };
+
+  let stopping = false;
+  function onSIGTERM() {
+    if (stopping) {
+      return;
+    }
+    stopping = true;
+    const server = state.served;
+    api.emit('exit');
+    const appHandlesSIGTERM = () => process.listeners('SIGTERM').some((l) => l !== onSIGTERM);
+
+    // Requests that still arrive on open keep-alive connections are answered
+    // with "Connection: close".
+    server.prependListener('request', (req, res) => {
+      if (!res.headersSent) {
+        res.shouldKeepAlive = false;
+        res.setHeader('Connection', 'close');
+      }
+    });
+    const sweep =
+      typeof server.closeIdleConnections === 'function'
+        ? setInterval(() => server.closeIdleConnections(), IDLE_SWEEP_MS)
+        : null;
+    if (sweep) sweep.unref();
+    const drained = () => {
+      if (sweep) clearInterval(sweep);
+      if (!appHandlesSIGTERM()) {
+        process.exit(0);
+      }
+      // The app has its own SIGTERM handler: give it time to finish its
+      // cleanup and exit by itself; don't keep the process alive for it.
+      setTimeout(() => process.exit(0), APP_EXIT_GRACE_MS).unref();
+    };
+    if (!server.listening) {
+      drained();
+      return;
+    }
+    server.close(drained);
+    if (typeof server.closeIdleConnections === 'function') {
+      server.closeIdleConnections();
+    }
+  }
+}
+
+main();
