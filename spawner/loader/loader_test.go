@@ -245,7 +245,7 @@ func TestListenForms(t *testing.T) {
 			w.waitReady(t)
 			var got struct {
 				Callback, Listening, MainModule bool
-				AddressType                    string
+				AddressType                     string
 			}
 			decode(t, get(t, w.sock, "/"), &got)
 			if !got.Callback || !got.Listening {
