@@ -1,16 +1,61 @@
-// Command berth is a systemd-native application server for Node.js apps.
+// Command berth is a systemd-native application server: it serves a Node.js
+// app (or any HTTP app that can take a socket) on several workers behind one
+// port, supervises them, and hands systemd what systemd does best.
 package main
 
 import (
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
+	"strings"
+
+	"berth/spawner"
 )
 
+const usage = `usage: berth COMMAND [ARGS]
+
+Commands:
+  serve [APP_DIR]   serve the app on several workers behind one port
+  version           print berth's version
+  help              print this help
+
+Run 'berth COMMAND -h' for a command's flags.
+`
+
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "version" {
-		fmt.Println("berth", version)
-		return
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
 	}
-	fmt.Fprintln(os.Stderr, "berth: not yet")
-	os.Exit(2)
+	switch args[0] {
+	case spawner.TrampolineArg:
+		err := spawner.RunTrampoline(args[1:])
+		fmt.Fprintf(stderr, "berth: %v\n", err)
+		return 127
+	case "serve":
+		return runServe(args[1:], stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "berth", version)
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "berth: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+}
+
+// newLogger builds berth's logger: text on stderr.
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
 }

@@ -1,0 +1,191 @@
+package balancer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Upstream is one ready worker as the balancer sees it.
+type Upstream struct {
+	// Name names the worker in errors and logs ("w1", or a unit name).
+	Name string
+	// Network and Addr are what to dial: "unix" and a socket path, or
+	// "tcp" and a loopback host:port.
+	Network, Addr string
+	// Pid is the worker's process id, for status output (0 if unknown).
+	Pid int
+
+	id       uint64       // unique per Add; keys the proxy's connection pool
+	inflight atomic.Int64 // requests being served now
+	served   atomic.Uint64
+}
+
+// Inflight is the number of requests the worker is serving now.
+func (u *Upstream) Inflight() int64 { return u.inflight.Load() }
+
+// Served is the number of requests the worker has been given.
+func (u *Upstream) Served() uint64 { return u.served.Load() }
+
+// PoolConfig configures a Pool. The zero value is usable.
+type PoolConfig struct {
+	// QueueTimeout is how long a request waits for a worker when none is
+	// ready. If zero, DefaultQueueTimeout.
+	QueueTimeout time.Duration
+	// MaxQueue is how many requests may wait at once; more are refused
+	// with 503 at once. If zero, DefaultMaxQueue; negative means no limit.
+	MaxQueue int
+}
+
+// Defaults for PoolConfig.
+const (
+	DefaultQueueTimeout = 10 * time.Second
+	DefaultMaxQueue     = 100
+)
+
+// Errors Acquire returns; the proxy answers them with 503.
+var (
+	ErrQueueFull = errors.New("balancer: request queue is full")
+	ErrNoWorker  = errors.New("balancer: no worker is ready")
+)
+
+// UnavailableError is returned by Acquire when no worker is ready and the
+// pool knows why (the app fails to start, berth is stopping).
+type UnavailableError struct{ Reason string }
+
+func (e *UnavailableError) Error() string { return "balancer: app unavailable: " + e.Reason }
+
+// Pool holds the ready workers and picks one per request.
+type Pool struct {
+	cfg PoolConfig
+
+	mu      sync.Mutex // protects ups, reason, changed
+	ups     []*Upstream
+	reason  string
+	changed chan struct{} // closed and replaced when ups or reason change
+
+	ids    atomic.Uint64
+	next   atomic.Uint64 // rotates the start of the least-busy scan
+	queued atomic.Int64
+	total  atomic.Uint64
+}
+
+// NewPool returns an empty pool.
+func NewPool(cfg PoolConfig) *Pool {
+	if cfg.QueueTimeout == 0 {
+		cfg.QueueTimeout = DefaultQueueTimeout
+	}
+	if cfg.MaxQueue == 0 {
+		cfg.MaxQueue = DefaultMaxQueue
+	}
+	return &Pool{cfg: cfg, changed: make(chan struct{})}
+}
+
+// Add puts u in service.
+func (p *Pool) Add(u *Upstream) {
+	u.id = p.ids.Add(1)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ups = append(p.ups, u)
+	p.changedLocked()
+}
+
+// Remove takes u out of service; requests it is serving go on.
+func (p *Pool) Remove(u *Upstream) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, x := range p.ups {
+		if x == u {
+			p.ups = append(p.ups[:i:i], p.ups[i+1:]...)
+			p.changedLocked()
+			return
+		}
+	}
+}
+
+// SetUnavailable records why no worker is ready ("" clears it). While set
+// and no worker is ready, requests fail at once with that reason instead of
+// waiting.
+func (p *Pool) SetUnavailable(reason string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.reason != reason {
+		p.reason = reason
+		p.changedLocked()
+	}
+}
+
+func (p *Pool) changedLocked() {
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// Upstreams returns the workers in service.
+func (p *Pool) Upstreams() []*Upstream {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]*Upstream(nil), p.ups...)
+}
+
+// Queued is the number of requests waiting for a worker.
+func (p *Pool) Queued() int64 { return p.queued.Load() }
+
+// Total is the number of requests given to workers since the pool began.
+func (p *Pool) Total() uint64 { return p.total.Load() }
+
+// Acquire picks the least-busy worker not in skip and counts the request
+// against it; the caller must Release it. With no worker ready it waits in
+// the bounded queue until one is, ctx ends, or the queue timeout passes.
+func (p *Pool) Acquire(ctx context.Context, skip []*Upstream) (*Upstream, error) {
+	if u, _, _ := p.pick(skip); u != nil {
+		return u, nil
+	}
+	if n := p.queued.Add(1); p.cfg.MaxQueue > 0 && n > int64(p.cfg.MaxQueue) {
+		p.queued.Add(-1)
+		return nil, ErrQueueFull
+	}
+	defer p.queued.Add(-1)
+	timer := time.NewTimer(p.cfg.QueueTimeout)
+	defer timer.Stop()
+	for {
+		u, reason, changed := p.pick(skip)
+		if u != nil {
+			return u, nil
+		}
+		if reason != "" {
+			return nil, &UnavailableError{Reason: reason}
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return nil, fmt.Errorf("%w after waiting %s", ErrNoWorker, p.cfg.QueueTimeout)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// pick takes the least-busy upstream, or reports why there is none and a
+// channel closed on the next change.
+func (p *Pool) pick(skip []*Upstream) (*Upstream, string, <-chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	u := leastBusy(p.ups, skip, int(p.next.Add(1)))
+	if u == nil {
+		reason := p.reason
+		if len(p.ups) > 0 && reason == "" {
+			reason = "every worker failed this request"
+		}
+		return nil, reason, p.changed
+	}
+	u.inflight.Add(1)
+	u.served.Add(1)
+	p.total.Add(1)
+	return u, "", nil
+}
+
+// Release ends a request Acquire counted.
+func (p *Pool) Release(u *Upstream) { u.inflight.Add(-1) }
