@@ -82,7 +82,7 @@ func serve(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 			return err
 		}
 	}
-	backend, err := spawner.NewExec(spawner.ExecConfig{RuntimeDir: rundir, Output: stderr, Log: log})
+	backend, err := chooseBackend(cfg, rundir, stderr, log)
 	if err != nil {
 		return err
 	}
