@@ -1,0 +1,322 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"berth/spawner"
+)
+
+type echoReply struct {
+	Pid           int     `json:"pid"`
+	Worker        string  `json:"worker"`
+	Host          string  `json:"host"`
+	XFF           string  `json:"xff"`
+	XFProto       string  `json:"xfproto"`
+	XFHost        string  `json:"xfhost"`
+	RemoteAddress *string `json:"remoteAddress"`
+}
+
+func getEcho(t *testing.T, c *http.Client, url string) echoReply {
+	t.Helper()
+	code, body := get(t, c, url)
+	if code != 200 {
+		t.Fatalf("GET %s: status %d: %s", url, code, body)
+	}
+	var r echoReply
+	if err := json.Unmarshal([]byte(body), &r); err != nil {
+		t.Fatalf("GET %s: %v in %q", url, err, body)
+	}
+	return r
+}
+
+func TestHelloTwoWorkersBothServe(t *testing.T) {
+	b := startBerth(t, "../../examples/hello", "--workers", "2")
+	b.WaitForN(`msg="worker ready"`, 2, 20*time.Second)
+	pids := map[string]int{}
+	re := regexp.MustCompile(`hello from pid (\d+)`)
+	for i := 0; i < 20; i++ {
+		code, body := get(t, nil, b.URL+"/")
+		if code != 200 {
+			t.Fatalf("request %d: status %d: %s", i, code, body)
+		}
+		m := re.FindStringSubmatch(body)
+		if m == nil {
+			t.Fatalf("request %d: unexpected body %q", i, body)
+		}
+		pids[m[1]]++
+	}
+	if len(pids) != 2 {
+		t.Fatalf("20 requests reached %d worker pids, want 2: %v", len(pids), pids)
+	}
+	t.Logf("requests per worker pid: %v", pids)
+}
+
+func TestForwardedHeaders(t *testing.T) {
+	b := startBerth(t, "testdata/echo", "--workers", "1")
+	b.WaitFor(`msg="worker ready"`, 20*time.Second)
+	req, _ := http.NewRequest("GET", b.URL+"/x", nil)
+	req.Host = "shop.example"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r echoReply
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		t.Fatal(err)
+	}
+	if r.XFF != "127.0.0.1" || r.XFProto != "http" || r.XFHost != "shop.example" || r.Host != "shop.example" {
+		t.Errorf("app saw host=%q X-Forwarded-For=%q -Proto=%q -Host=%q; want shop.example, 127.0.0.1, http, shop.example", r.Host, r.XFF, r.XFProto, r.XFHost)
+	}
+	if r.RemoteAddress == nil || *r.RemoteAddress != "127.0.0.1" {
+		t.Errorf("app saw req.socket.remoteAddress %v, want the client's address 127.0.0.1", r.RemoteAddress)
+	}
+}
+
+func TestESModuleWithTopLevelAwait(t *testing.T) {
+	b := startBerth(t, "testdata/esm", "--workers", "2")
+	b.WaitForN(`msg="worker ready"`, 2, 20*time.Second)
+	code, body := get(t, nil, b.URL+"/")
+	if code != 200 || !strings.HasPrefix(body, "hello from esm pid ") {
+		t.Fatalf("ESM app answered %d %q", code, body)
+	}
+}
+
+func TestKilledWorkerIsReplaced(t *testing.T) {
+	b := startBerth(t, "testdata/echo", "--workers", "2")
+	b.WaitForN(`msg="worker ready"`, 2, 20*time.Second)
+	victim := getEcho(t, nil, b.URL+"/").Pid
+	if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill -9 %d: %v", victim, err)
+	}
+	b.WaitFor(fmt.Sprintf(`msg="worker exited".* pid=%d`, victim), 10*time.Second)
+	b.WaitForN(`msg="worker ready"`, 3, 20*time.Second)
+	seen := map[int]bool{}
+	for i := 0; i < 20; i++ {
+		seen[getEcho(t, nil, b.URL+"/").Pid] = true
+	}
+	if seen[victim] {
+		t.Fatalf("killed worker %d still answers", victim)
+	}
+	if len(seen) != 2 {
+		t.Fatalf("after the replacement, %d workers answer, want 2: %v", len(seen), seen)
+	}
+}
+
+func TestAppThatNeverListens(t *testing.T) {
+	b := startBerth(t, "testdata/never", "--workers", "1", "--spawn-timeout", "2s")
+	line := b.WaitFor(`worker failed to start`, 15*time.Second)
+	for _, want := range []string{"not ready within the spawn timeout", "listen()", "booting the never-listening app", "still waiting for a database"} {
+		if !strings.Contains(b.Output(), want) {
+			t.Errorf("spawn-timeout error does not say %q:\n%s", want, line)
+		}
+	}
+	code, body := get(t, nil, b.URL+"/")
+	if code != 503 || !strings.Contains(body, "fails to start") {
+		t.Errorf("request while the app never listens: %d %q; want 503 saying it fails to start", code, body)
+	}
+}
+
+func TestCrashLoopBacksOffAndAnswers503(t *testing.T) {
+	b := startBerth(t, "testdata/throws", "--workers", "1")
+	b.WaitForN(`worker failed to start`, 4, 20*time.Second)
+	// The waits between attempts grow: no spinning.
+	var waits []time.Duration
+	for _, m := range regexp.MustCompile(`worker failed to start.* retry_in=(\S+)`).FindAllStringSubmatch(b.Output(), -1) {
+		d, err := time.ParseDuration(m[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		waits = append(waits, d)
+	}
+	for i := 1; i < len(waits); i++ {
+		if waits[i] <= waits[i-1] {
+			t.Fatalf("retry waits do not grow: %v", waits)
+		}
+	}
+	if !strings.Contains(b.Output(), "boom at start: missing DATABASE_URL") {
+		t.Errorf("the error does not quote the app's exception")
+	}
+	// berth itself stays idle while it waits.
+	before := cpuTime(t, b.cmd.Process.Pid)
+	start := time.Now()
+	code, body := get(t, nil, b.URL+"/")
+	if code != 503 || !strings.Contains(body, "fails to start") || !strings.Contains(body, "boom at start") {
+		t.Errorf("request during a crash loop: %d %q; want 503 saying the app fails to start, and why", code, body)
+	}
+	b.WaitForN(`worker failed to start`, 5, 20*time.Second)
+	if used, wall := cpuTime(t, b.cmd.Process.Pid)-before, time.Since(start); used > wall/5 {
+		t.Errorf("berth used %s of CPU in %s of crash loop", used, wall)
+	}
+}
+
+// cpuTime is the user+system CPU time of process pid.
+func cpuTime(t *testing.T, pid int) time.Duration {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	ut, _ := strconv.Atoi(f[11])
+	st, _ := strconv.Atoi(f[12])
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
+}
+
+func TestGracefulShutdown(t *testing.T) {
+	b := startBerth(t, "testdata/echo", "--workers", "2", "--shutdown-timeout", "20s")
+	b.WaitForN(`msg="worker ready"`, 2, 20*time.Second)
+	addr := strings.TrimPrefix(b.URL, "http://")
+	var workerPids []int
+	for _, m := range regexp.MustCompile(`msg="worker ready".* pid=(\d+)`).FindAllStringSubmatch(b.Output(), -1) {
+		p, _ := strconv.Atoi(m[1])
+		workerPids = append(workerPids, p)
+	}
+
+	// An idle keep-alive connection: one request answered, then quiet.
+	idle, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	fmt.Fprintf(idle, "GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+	idleR := bufio.NewReader(idle)
+	resp, err := http.ReadResponse(idleR, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+
+	// A request in flight when the signal comes.
+	type result struct {
+		code  int
+		close bool
+		err   error
+	}
+	inflight := make(chan result, 1)
+	go func() {
+		resp, err := http.Get(b.URL + "/slow?ms=2000")
+		if err != nil {
+			inflight <- result{err: err}
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		inflight <- result{code: resp.StatusCode, close: resp.Close}
+	}()
+	b.WaitFor(`slow request started`, 10*time.Second)
+
+	signaled := time.Now()
+	b.Signal(syscall.SIGTERM)
+
+	// The idle connection is closed at once.
+	idle.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := idleR.ReadByte(); err != io.EOF {
+		t.Errorf("idle keep-alive connection: read gave %v, want EOF (closed by berth)", err)
+	} else if d := time.Since(signaled); d > time.Second {
+		t.Errorf("idle keep-alive connection closed %s after SIGTERM, want at once", d)
+	}
+
+	r := <-inflight
+	if r.err != nil || r.code != 200 {
+		t.Fatalf("in-flight request: %d, %v; want 200", r.code, r.err)
+	}
+	if !r.close {
+		t.Errorf("in-flight request was answered without Connection: close")
+	}
+	if code := b.Wait(15 * time.Second); code != 0 {
+		t.Errorf("berth exit code %d, want 0", code)
+	}
+	if d := time.Since(signaled); d > 10*time.Second {
+		t.Errorf("berth took %s to stop", d)
+	}
+	for _, p := range workerPids {
+		if alive(p) {
+			t.Errorf("worker pid %d outlived berth", p)
+		}
+	}
+}
+
+func TestSIGKILLedBerthLeavesNoWorker(t *testing.T) {
+	b := startBerth(t, "testdata/echo", "--workers", "2")
+	b.WaitForN(`msg="worker ready"`, 2, 20*time.Second)
+	pids := []int{getEcho(t, nil, b.URL+"/").Pid, getEcho(t, nil, b.URL+"/").Pid}
+	b.Signal(syscall.SIGKILL)
+	b.Wait(5 * time.Second)
+	deadline := time.Now().Add(5 * time.Second)
+	for _, p := range pids {
+		for alive(p) && !isZombie(p) {
+			if time.Now().After(deadline) {
+				t.Fatalf("worker %d still runs after berth was killed with SIGKILL", p)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+func isZombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	s := string(b)
+	return strings.HasPrefix(s[strings.LastIndexByte(s, ')')+1:], " Z")
+}
+
+func TestServesInheritedSocket(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	f, err := l.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	defer f.Close()
+	// Start berth as systemd would: the socket as fd 3, LISTEN_PID its own
+	// pid (berth's trampoline sets it before it execs berth serve).
+	cmd := exec.Command(berthBin, spawner.TrampolineArg, berthBin, "serve", "testdata/echo", "--workers", "1", "--port", "1")
+	cmd.ExtraFiles = []*os.File{f}
+	cmd.Env = append(os.Environ(), "LISTEN_FDS=1", "LISTEN_FDNAMES=http")
+	b := startBerthCmd(t, cmd)
+	if n := strings.Count(b.Output(), "msg=listening"); n != 1 || !strings.Contains(b.Output(), "inherited=true") || !strings.Contains(b.Output(), "name=http") {
+		t.Fatalf("berth did not serve (only) the inherited socket named http:\n%s", b.Output())
+	}
+	b.WaitFor(`msg="worker ready"`, 20*time.Second)
+	r := getEcho(t, nil, "http://"+addr+"/")
+	// The worker got its own socket, not berth's: LISTEN_FDNAMES=http
+	// did not leak into it.
+	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", r.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(env), "LISTEN_FDNAMES=http") {
+		t.Errorf("worker inherited berth's LISTEN_FDNAMES=http")
+	}
+}
+
+func TestServesUnixSocket(t *testing.T) {
+	sock := t.TempDir() + "/b.sock"
+	b := startBerth(t, "testdata/echo", "--workers", "1", "--listen", "unix:"+sock)
+	b.WaitFor(`msg="worker ready"`, 20*time.Second)
+	c := &http.Client{Transport: &http.Transport{Dial: func(_, _ string) (net.Conn, error) { return net.Dial("unix", sock) }}}
+	if r := getEcho(t, c, "http://berth/"); r.Pid == 0 {
+		t.Fatalf("no answer over the Unix socket")
+	}
+}
