@@ -1,0 +1,170 @@
+package balancer
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// worker serves h on a Unix socket in dir and returns its Upstream.
+func worker(t *testing.T, name string, h http.HandlerFunc) (*Upstream, *httptest.Server) {
+	t.Helper()
+	path := t.TempDir() + "/" + name + ".sock"
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := httptest.NewUnstartedServer(h)
+	s.Listener = l
+	s.Start()
+	t.Cleanup(s.Close)
+	return &Upstream{Name: name, Network: "unix", Addr: path}, s
+}
+
+func serve(t *testing.T, p *Pool) *httptest.Server {
+	t.Helper()
+	h, err := New(Config{Pool: p, App: "shop"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := httptest.NewServer(h)
+	t.Cleanup(s.Close)
+	return s
+}
+
+func do(t *testing.T, method, url, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestProxyRetriesRefusedDial(t *testing.T) {
+	p := NewPool(PoolConfig{})
+	dead := &Upstream{Name: "w1", Network: "unix", Addr: t.TempDir() + "/gone.sock"}
+	live, _ := worker(t, "w2", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		io.WriteString(w, "w2 got "+string(b))
+	})
+	p.Add(dead)
+	p.Add(live)
+	s := serve(t, p)
+	for i := 0; i < 4; i++ { // whichever is picked first, the body arrives whole at w2
+		code, body := do(t, "POST", s.URL, "payload")
+		if code != 200 || body != "w2 got payload" {
+			t.Fatalf("request %d: %d %q", i, code, body)
+		}
+	}
+}
+
+func TestProxyWorkerDiesMidRequest(t *testing.T) {
+	p := NewPool(PoolConfig{})
+	up, _ := worker(t, "w1", func(w http.ResponseWriter, r *http.Request) {
+		hj, _ := w.(http.Hijacker)
+		c, _, _ := hj.Hijack()
+		c.Close() // the worker crashes while handling the request
+	})
+	p.Add(up)
+	s := serve(t, p)
+	code, body := do(t, "POST", s.URL, "x")
+	if code != http.StatusBadGateway || !strings.Contains(body, "worker w1 failed while handling the request") {
+		t.Fatalf("got %d %q, want 502 naming the worker", code, body)
+	}
+}
+
+func TestNoWorker503(t *testing.T) {
+	p := NewPool(PoolConfig{QueueTimeout: 50 * time.Millisecond})
+	s := serve(t, p)
+	code, body := do(t, "GET", s.URL, "")
+	if code != 503 || !strings.Contains(body, "no worker ready") {
+		t.Fatalf("got %d %q", code, body)
+	}
+	p.SetUnavailable("the app fails to start: boom")
+	start := time.Now()
+	code, body = do(t, "GET", s.URL, "")
+	if code != 503 || !strings.Contains(body, "fails to start: boom") {
+		t.Fatalf("got %d %q", code, body)
+	}
+	if time.Since(start) > time.Second {
+		t.Errorf("an unavailable app made the request wait %s", time.Since(start))
+	}
+}
+
+func TestQueuedRequestGetsWorkerWhenReady(t *testing.T) {
+	p := NewPool(PoolConfig{QueueTimeout: 10 * time.Second})
+	s := serve(t, p)
+	done := make(chan string, 1)
+	go func() {
+		resp, err := http.Get(s.URL)
+		if err != nil {
+			done <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- string(b)
+	}()
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Queued() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("request never queued")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	up, _ := worker(t, "w1", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "late worker") })
+	p.Add(up)
+	if body := <-done; body != "late worker" {
+		t.Fatalf("queued request got %q", body)
+	}
+}
+
+func TestQueueFull(t *testing.T) {
+	p := NewPool(PoolConfig{MaxQueue: 1, QueueTimeout: time.Minute})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go p.Acquire(ctx, nil) // takes the only place
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Queued() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("request never queued")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := p.Acquire(context.Background(), nil); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("second waiter: %v, want ErrQueueFull", err)
+	}
+}
+
+func TestInflightCounts(t *testing.T) {
+	p := NewPool(PoolConfig{})
+	release := make(chan struct{})
+	entered := make(chan struct{}, 2)
+	slow, _ := worker(t, "slow", func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+	})
+	p.Add(slow)
+	s := serve(t, p)
+	go http.Get(s.URL)
+	<-entered
+	if n := slow.Inflight(); n != 1 {
+		t.Errorf("inflight %d during a request, want 1", n)
+	}
+	fast, _ := worker(t, "fast", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "fast") })
+	p.Add(fast)
+	if _, body := do(t, "GET", s.URL, ""); body != "fast" {
+		t.Errorf("a request went to the busy worker (%q), want the idle one", body)
+	}
+	close(release)
+}
