@@ -1,0 +1,90 @@
+# bash completion for berth(1). Installed as
+# /usr/share/bash-completion/completions/berth.
+#
+# The command and flag lists are kept equal to what `berth help` and
+# `berth COMMAND -h` print (packaging/buildtest checks it).
+
+# _berth_apps prints the names of the apps whose units `berth init` wrote.
+_berth_apps() {
+	local f
+	for f in /etc/systemd/system/*.service; do
+		[[ -r $f ]] && grep -q '^ExecStart=.*berth serve' "$f" 2>/dev/null &&
+			basename "$f" .service
+	done
+}
+
+_berth() {
+	local cur prev words cword
+	_init_completion || return
+
+	local commands="serve init status restart logs version help"
+	local serve_flags="--name --port --listen --workers --min-workers --max-workers
+		--startup-file --spawn-timeout --shutdown-timeout --stop-timeout
+		--queue-timeout --max-queue --app-type --command --port-env --node
+		--node-arg --env --spawner --log-level"
+	local init_flags="--name --port --user --stdout"
+	local logs_flags="-f"
+
+	if ((cword == 1)); then
+		mapfile -t COMPREPLY < <(compgen -W "$commands" -- "$cur")
+		return
+	fi
+
+	case ${words[1]} in
+	serve)
+		case $prev in
+		--app-type)
+			mapfile -t COMPREPLY < <(compgen -W "node generic" -- "$cur")
+			return
+			;;
+		--spawner)
+			mapfile -t COMPREPLY < <(compgen -W "auto exec systemd" -- "$cur")
+			return
+			;;
+		--log-level)
+			mapfile -t COMPREPLY < <(compgen -W "debug info warn error" -- "$cur")
+			return
+			;;
+		--startup-file)
+			_filedir
+			return
+			;;
+		--node)
+			_filedir
+			return
+			;;
+		--name | --port | --listen | --workers | --min-workers | --max-workers | \
+			--spawn-timeout | --shutdown-timeout | --stop-timeout | --queue-timeout | \
+			--max-queue | --command | --node-arg | --env)
+			return
+			;;
+		esac
+		if [[ $cur == -* ]]; then
+			mapfile -t COMPREPLY < <(compgen -W "$serve_flags" -- "$cur")
+		else
+			_filedir -d
+		fi
+		;;
+	init)
+		case $prev in
+		--name | --port) return ;;
+		esac
+		if [[ $cur == -* ]]; then
+			mapfile -t COMPREPLY < <(compgen -W "$init_flags" -- "$cur")
+		else
+			_filedir -d
+		fi
+		;;
+	status | restart)
+		mapfile -t COMPREPLY < <(compgen -W "$(_berth_apps)" -- "$cur")
+		;;
+	logs)
+		if [[ $cur == -* ]]; then
+			mapfile -t COMPREPLY < <(compgen -W "$logs_flags" -- "$cur")
+		else
+			mapfile -t COMPREPLY < <(compgen -W "$(_berth_apps)" -- "$cur")
+		fi
+		;;
+	esac
+} &&
+	complete -F _berth berth
