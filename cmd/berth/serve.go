@@ -32,18 +32,16 @@ func runServe(args []string, stderr io.Writer) int {
 		return 2
 	}
 	log := newLogger(stderr, cfg.LogLevel).With("app", cfg.Name)
-	app, err := spawner.App{
+	app := spawner.App{
 		Type:        cfg.AppType,
 		Dir:         cfg.AppDir,
 		StartupFile: cfg.StartupFile,
 		Node:        cfg.Node,
 		NodeArgs:    cfg.NodeArgs,
-	}.Resolve()
-	if err == nil && cfg.AppType == spawner.AppGeneric {
-		app.Command, err = spawner.SplitCommand(cfg.Command)
-		if err == nil {
-			app, err = app.Resolve()
-		}
+	}
+	app.Command, err = spawner.SplitCommand(cfg.Command)
+	if err == nil {
+		app, err = app.Resolve()
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "berth serve: app %s: %v\n", cfg.Name, err)

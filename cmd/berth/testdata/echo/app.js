@@ -15,6 +15,9 @@ const server = http.createServer((req, res) => {
       xfhost: req.headers['x-forwarded-host'] || '',
       remoteAddress: req.socket.remoteAddress === undefined ? null : req.socket.remoteAddress,
       listenFds: process.env.LISTEN_FDS || '',
+      execArgv: process.execArgv,
+      greeting: process.env.GREETING || '',
+      fromEnvFile: process.env.FROM_ENV_FILE || '',
     }));
   };
   if (url.pathname === '/slow') {
