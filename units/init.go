@@ -1,0 +1,156 @@
+package units
+
+import (
+	"bytes"
+	"embed"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"text/template"
+)
+
+// DefaultBerth is the berth binary named in ExecStart when Init.Berth is
+// empty: where the .deb and .rpm install it.
+const DefaultBerth = "/usr/bin/berth"
+
+// Init describes the unit pair that `berth init` writes for one app: a
+// socket unit NAME.socket holding the public port and a Type=notify service
+// NAME.service running `berth serve APP_DIR --name NAME`.
+type Init struct {
+	// Name is the app name (see CheckName); the units are NAME.socket and
+	// NAME.service.
+	Name string
+	// AppDir is the app's root directory, an absolute path.
+	AppDir string
+	// Port is the TCP port the socket listens on, on all addresses (IPv4
+	// and IPv6).
+	Port int
+	// Berth is the absolute path of the berth binary. If empty, DefaultBerth.
+	Berth string
+	// UserManager renders units for a user's own manager (`systemctl
+	// --user`, installed in ~/.config/systemd/user) instead of the system
+	// manager: no privileges, and only the sandboxing a user manager can
+	// apply.
+	UserManager bool
+}
+
+// File is one rendered unit file.
+type File struct {
+	// Name is the unit name, the file's base name (hello.socket).
+	Name string
+	// Data is the file's content.
+	Data []byte
+}
+
+//go:embed templates/*.tmpl
+var templateFS embed.FS
+
+var templates = template.Must(template.ParseFS(templateFS, "templates/*.tmpl"))
+
+// Files renders the socket and service unit files, socket first. It checks
+// the name, directory and port first and names what is wrong.
+func (in Init) Files() ([]File, error) {
+	if err := CheckName(in.Name); err != nil {
+		return nil, err
+	}
+	if in.Berth == "" {
+		in.Berth = DefaultBerth
+	}
+	if err := checkPath("app directory", in.AppDir); err != nil {
+		return nil, err
+	}
+	if err := checkPath("berth binary", in.Berth); err != nil {
+		return nil, err
+	}
+	if in.Port < 1 || in.Port > 65535 {
+		return nil, fmt.Errorf("units: port %d out of range 1-65535", in.Port)
+	}
+	data := map[string]any{
+		"Name":        in.Name,
+		"Socket":      Socket(in.Name),
+		"Service":     Service(in.Name),
+		"Slice":       Slice(in.Name),
+		"Worker1":     WorkerService(in.Name, "w1"),
+		"Port":        in.Port,
+		"Desc":        escapeSpecifiers(in.Name + " (" + in.AppDir + ")"),
+		"ExecStart":   execLine(in.Berth, "serve", in.AppDir, "--name", in.Name),
+		"AppDirPath":  quoteWord("-" + escapeSpecifiers(in.AppDir)), // "-": a missing directory is berth's error to report
+		"ProtectHome": protectHome(in.AppDir),
+	}
+	prefix := "system."
+	if in.UserManager {
+		prefix = "user."
+	}
+	var files []File
+	for _, kind := range []string{"socket", "service"} {
+		var b bytes.Buffer
+		if err := templates.ExecuteTemplate(&b, prefix+kind+".tmpl", data); err != nil {
+			return nil, fmt.Errorf("units: render %s.%s: %w", in.Name, kind, err)
+		}
+		files = append(files, File{Name: in.Name + "." + kind, Data: b.Bytes()})
+	}
+	return files, nil
+}
+
+// checkPath reports whether p can be written into a unit file as an
+// absolute path.
+func checkPath(what, p string) error {
+	if !filepath.IsAbs(p) {
+		return fmt.Errorf("units: %s %q is not an absolute path", what, p)
+	}
+	for _, r := range p {
+		if r < ' ' || r == 0x7f {
+			return fmt.Errorf("units: %s %q contains a control character", what, p)
+		}
+	}
+	return nil
+}
+
+// homeDirs are where ProtectHome= applies.
+var homeDirs = []string{"/home", "/root", "/run/user"}
+
+// underHome reports whether dir is inside a directory that ProtectHome=
+// hides.
+func underHome(dir string) bool {
+	dir = filepath.Clean(dir)
+	for _, h := range homeDirs {
+		if dir == h || strings.HasPrefix(dir, h+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// protectHome is the ProtectHome= value for a service that must read dir:
+// "yes" (home directories hidden) unless dir lives in one, then
+// "read-only".
+func protectHome(dir string) string {
+	if underHome(dir) {
+		return "read-only"
+	}
+	return "yes"
+}
+
+// escapeSpecifiers doubles '%' so that systemd does not read a specifier.
+func escapeSpecifiers(s string) string { return strings.ReplaceAll(s, "%", "%%") }
+
+// execLine renders a command line for ExecStart=: specifiers and '$'
+// escaped, words with spaces or quotes double-quoted.
+func execLine(argv ...string) string {
+	words := make([]string, len(argv))
+	for i, a := range argv {
+		a = strings.ReplaceAll(escapeSpecifiers(a), "$", "$$")
+		words[i] = quoteWord(a)
+	}
+	return strings.Join(words, " ")
+}
+
+// quoteWord double-quotes w, C-style, if a unit file would otherwise split
+// or unescape it.
+func quoteWord(w string) string {
+	if w != "" && w != ";" && !strings.ContainsAny(w, " \t\"'\\") {
+		return w
+	}
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+	return `"` + r.Replace(w) + `"`
+}
