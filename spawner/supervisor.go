@@ -276,9 +276,10 @@ func (s *Supervisor) runSlot(ctx context.Context, sl *slot, stopCtx func() conte
 					res <- err
 					continue
 				}
-				s.takeOut(sl, w)
+				// The new worker takes requests before the old one stops.
 				s.update(func() { sl.worker, sl.since = nw, time.Now(); sl.restarts++ })
 				s.cfg.OnReady(nw)
+				s.cfg.OnGone(w)
 				old := w
 				w = nw
 				s.log.Info("worker replaced", "worker", sl.name, "old_pid", old.Pid(), "pid", nw.Pid())
