@@ -67,11 +67,13 @@ type Supervisor struct {
 	cfg SupervisorConfig
 	log *slog.Logger
 
-	mu      sync.Mutex // protects slots, failing
+	mu      sync.Mutex // protects slots, failing, named
 	slots   []*slot
 	failing string
+	named   int // slots ever made: names are never reused
 
 	restartReq chan chan error
+	scaleReq   chan int
 }
 
 type slot struct {
@@ -80,6 +82,8 @@ type slot struct {
 	since    time.Time
 	restarts int
 	replace  chan chan error // a rolling restart asks this slot to replace its worker
+	cancel   context.CancelFunc
+	done     chan struct{} // closed when the slot's goroutine returns
 }
 
 // NewSupervisor checks cfg and fills its defaults.
@@ -114,11 +118,18 @@ func NewSupervisor(cfg SupervisorConfig) (*Supervisor, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Supervisor{cfg: cfg, log: log, restartReq: make(chan chan error)}
-	for i := 1; i <= cfg.Workers; i++ {
-		s.slots = append(s.slots, &slot{name: fmt.Sprintf("w%d", i), replace: make(chan chan error)})
+	s := &Supervisor{cfg: cfg, log: log, restartReq: make(chan chan error), scaleReq: make(chan int)}
+	for i := 0; i < cfg.Workers; i++ {
+		s.slots = append(s.slots, s.newSlotLocked())
 	}
 	return s, nil
+}
+
+// newSlotLocked makes a slot with a name never used before, so that a new
+// worker never collides with one still stopping (a unit name, a socket).
+func (s *Supervisor) newSlotLocked() *slot {
+	s.named++
+	return &slot{name: fmt.Sprintf("w%d", s.named), replace: make(chan chan error), done: make(chan struct{})}
 }
 
 // Status returns a snapshot of the workers.
@@ -149,18 +160,60 @@ func (s *Supervisor) update(f func()) {
 }
 
 // Run starts the workers and keeps them running until ctx ends; then it
-// stops them all (each within its stop timeout, or stopCtx) and returns.
+// stops them all (each within its stop timeout, or until stopCtx() ends)
+// and returns.
 func (s *Supervisor) Run(ctx context.Context, stopCtx func() context.Context) {
 	var wg sync.WaitGroup
-	for _, sl := range s.slots {
+	launch := func(sl *slot) {
+		sctx, cancel := context.WithCancel(ctx)
+		sl.cancel = cancel
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.runSlot(ctx, sl, stopCtx)
+			defer close(sl.done)
+			s.runSlot(sctx, sl, stopCtx)
 		}()
 	}
+	s.mu.Lock()
+	for _, sl := range s.slots {
+		launch(sl)
+	}
+	s.mu.Unlock()
 	go s.serveRestarts(ctx)
-	wg.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		case n := <-s.scaleReq:
+			s.update(func() {
+				for len(s.slots) < n {
+					sl := s.newSlotLocked()
+					s.slots = append(s.slots, sl)
+					launch(sl)
+				}
+				for len(s.slots) > n {
+					sl := s.slots[len(s.slots)-1]
+					s.slots = s.slots[:len(s.slots)-1]
+					sl.cancel() // the slot takes its worker out and stops it
+				}
+			})
+		}
+	}
+}
+
+// Scale sets how many workers to keep (at least 1). Workers are added by
+// starting new ones and removed newest first, each draining gracefully.
+func (s *Supervisor) Scale(ctx context.Context, n int) error {
+	if n < 1 {
+		return fmt.Errorf("spawner: want at least 1 worker, not %d", n)
+	}
+	select {
+	case s.scaleReq <- n:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Restart replaces the workers one at a time: each new worker is ready
@@ -195,10 +248,15 @@ func (s *Supervisor) serveRestarts(ctx context.Context) {
 }
 
 func (s *Supervisor) rollingRestart(ctx context.Context) error {
-	for _, sl := range s.slots {
+	s.mu.Lock()
+	slots := append([]*slot(nil), s.slots...)
+	s.mu.Unlock()
+	for _, sl := range slots {
 		res := make(chan error, 1)
 		select {
 		case sl.replace <- res:
+		case <-sl.done: // scaled away meanwhile
+			continue
 		case <-ctx.Done():
 			return ctx.Err()
 		}

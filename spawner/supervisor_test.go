@@ -221,3 +221,40 @@ func TestBackoff(t *testing.T) {
 		t.Errorf("got %v, want %s", got, want)
 	}
 }
+
+func TestSupervisorScale(t *testing.T) {
+	b := &fakeBackend{started: make(chan *fakeWorker, 10)}
+	s, ev, _ := newTestSupervisor(t, b, 1)
+	<-b.started
+	ev.next(t)
+	if err := s.Scale(context.Background(), 3); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		<-b.started
+		ev.next(t)
+	}
+	if st := s.Status(); st.Wanted != 3 || st.Ready != 3 {
+		t.Fatalf("after scaling to 3: %+v", st)
+	}
+	if err := s.Scale(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	gone := map[string]bool{}
+	for i := 0; i < 2; i++ {
+		gone[strings.Join(strings.Fields(ev.next(t))[:2], " ")] = true
+	}
+	if !gone["gone w3"] || !gone["gone w2"] {
+		t.Fatalf("scaling down took out %v, want the newest two", gone)
+	}
+	if st := s.Status(); st.Wanted != 1 || st.Ready != 1 || st.Workers[0].Name != "w1" {
+		t.Fatalf("after scaling to 1: %+v", st)
+	}
+	if err := s.Scale(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+	<-b.started
+	if e := ev.next(t); e != "ready w4 pid 4" {
+		t.Fatalf("a new slot reused a name: %q", e)
+	}
+}

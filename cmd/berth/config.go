@@ -30,6 +30,7 @@ type serveConfig struct {
 	ShutdownTimeout time.Duration
 	StopTimeout     time.Duration
 	QueueTimeout    time.Duration
+	IdleTimeout     time.Duration
 	MaxQueue        int
 	AppType         string
 	Command         string
@@ -39,10 +40,21 @@ type serveConfig struct {
 	Env             stringList
 	Spawner         string
 	LogLevel        string
+	// Settings of the systemd back end's worker units.
+	User, Group string
+	MemoryMax   string
+	CPUQuota    string
+	TasksMax    uint64
+	NoSandbox   bool
 }
 
 // configFile is the optional per-app settings file in the app directory.
 const configFile = "berth.json"
+
+// adminOnly are the flags berth.json may not set: the file belongs to the
+// app's owner, and these decide the workers' privileges (--spawner=exec
+// runs them as berth's own user, root under berth init's unit).
+var adminOnly = map[string]bool{"spawner": true, "user": true, "group": true, "memory-max": true, "cpu-quota": true, "tasks-max": true, "no-sandbox": true}
 
 // stringList is a repeatable flag.
 type stringList []string
@@ -64,6 +76,7 @@ func serveFlags(c *serveConfig, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight requests may take to finish on shutdown")
 	fs.DurationVar(&c.StopTimeout, "stop-timeout", 10*time.Second, "how long a worker may take to exit after SIGTERM before it is killed")
 	fs.DurationVar(&c.QueueTimeout, "queue-timeout", 10*time.Second, "how long a request waits when no worker is ready")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 5*time.Minute, "a worker above --min-workers that has been spare this long is stopped")
 	fs.IntVar(&c.MaxQueue, "max-queue", 100, "requests that may wait for a worker at once")
 	fs.StringVar(&c.AppType, "app-type", "node", "node, or generic for an app in any language (with --command)")
 	fs.StringVar(&c.Command, "command", "", "generic app: the command that runs one worker (it gets its socket as fd 3 by LISTEN_FDS)")
@@ -73,6 +86,12 @@ func serveFlags(c *serveConfig, out io.Writer) *flag.FlagSet {
 	fs.Var(&c.Env, "env", "KEY=VALUE set for the workers (repeatable)")
 	fs.StringVar(&c.Spawner, "spawner", "auto", "worker back end: exec, systemd, or auto (systemd when berth runs under it)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.User, "user", "", "systemd back end: user the workers run as (default: the owner of the app directory; root only if named)")
+	fs.StringVar(&c.Group, "group", "", "systemd back end: group the workers run as (default: the user's primary group)")
+	fs.StringVar(&c.MemoryMax, "memory-max", "", "systemd back end: memory cap per worker, bytes or with K, M, G suffix (MemoryMax=)")
+	fs.StringVar(&c.CPUQuota, "cpu-quota", "", "systemd back end: CPU cap per worker as a percentage of one CPU, e.g. 50% or 200% (CPUQuota=)")
+	fs.Uint64Var(&c.TasksMax, "tasks-max", 0, "systemd back end: most processes and threads per worker (TasksMax=; default systemd's)")
+	fs.BoolVar(&c.NoSandbox, "no-sandbox", false, "systemd back end: run workers without systemd sandboxing (ProtectSystem=, PrivateTmp=, …)")
 	return fs
 }
 
@@ -154,6 +173,9 @@ func applyFile(fs *flag.FlagSet, path string, set map[string]bool) error {
 		}
 		if set[name] {
 			continue // the command line wins
+		}
+		if adminOnly[name] {
+			return fmt.Errorf("%s: key %q can only be given on berth's command line: the app's owner must not choose who its workers run as or lift their limits", path, key)
 		}
 		vals, err := jsonValues(raw[key], name == "env")
 		if err != nil {
@@ -267,7 +289,7 @@ func (c *serveConfig) validate(set map[string]bool) error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"spawn-timeout", c.SpawnTimeout}, {"shutdown-timeout", c.ShutdownTimeout}, {"stop-timeout", c.StopTimeout}, {"queue-timeout", c.QueueTimeout}} {
+	}{{"spawn-timeout", c.SpawnTimeout}, {"shutdown-timeout", c.ShutdownTimeout}, {"stop-timeout", c.StopTimeout}, {"queue-timeout", c.QueueTimeout}, {"idle-timeout", c.IdleTimeout}} {
 		if d.v <= 0 {
 			return fmt.Errorf("--%s %s: want a positive duration such as 30s", d.name, d.v)
 		}

@@ -80,10 +80,11 @@ func serve(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 			return err
 		}
 	}
-	backend, err := chooseBackend(cfg, rundir, stderr, log)
+	backend, closeBackend, err := chooseBackend(cfg, rundir, stderr, log)
 	if err != nil {
 		return err
 	}
+	defer closeBackend()
 
 	pool := balancer.NewPool(balancer.PoolConfig{QueueTimeout: cfg.QueueTimeout, MaxQueue: cfg.MaxQueue})
 	handler, err := balancer.New(balancer.Config{Pool: pool, App: cfg.Name, Log: log})
@@ -159,6 +160,13 @@ func serve(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 	go notifier.Watchdog(watchdogCtx, nil)
 	statusTick := time.NewTicker(5 * time.Second)
 	defer statusTick.Stop()
+	var scaleTick <-chan time.Time
+	scaler := &spawner.Autoscaler{Min: cfg.MinWorkers, Max: cfg.MaxWorkers, IdleAfter: cfg.IdleTimeout}
+	if cfg.MaxWorkers > cfg.MinWorkers {
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		scaleTick = t.C
+	}
 
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
@@ -169,6 +177,13 @@ func serve(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 		select {
 		case <-statusTick.C:
 			notifier.Status(status(sup.Status()))
+			continue
+		case now := <-scaleTick:
+			current := sup.Status().Wanted
+			if want := scaler.Observe(now, current, poolLoad(pool)); want != current {
+				log.Info("scaling workers", "from", current, "to", want)
+				sup.Scale(supCtx, want)
+			}
 			continue
 		case err := <-restarting:
 			busy = false
@@ -222,6 +237,16 @@ func serve(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// poolLoad is the balancer's load as the autoscaler wants it.
+func poolLoad(p *balancer.Pool) spawner.Load {
+	ups := p.Upstreams()
+	l := spawner.Load{Ready: len(ups), Queued: int(p.Queued())}
+	for _, u := range ups {
+		l.Inflight += int(u.Inflight())
+	}
+	return l
 }
 
 // upstreams maps the spawner's workers to the balancer's upstreams.

@@ -320,3 +320,34 @@ func TestServesUnixSocket(t *testing.T) {
 		t.Fatalf("no answer over the Unix socket")
 	}
 }
+
+func TestScalesBetweenMinAndMaxWorkers(t *testing.T) {
+	b := startBerth(t, "testdata/echo", "--min-workers", "1", "--max-workers", "3", "--idle-timeout", "1s")
+	b.WaitFor(`msg="worker ready"`, 20*time.Second)
+	// Six slow requests at once keep every worker busy: berth grows to 3.
+	done := make(chan error, 6)
+	for i := 0; i < 6; i++ {
+		go func() {
+			resp, err := http.Get(b.URL + "/slow?ms=1500")
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					err = fmt.Errorf("status %d", resp.StatusCode)
+				}
+			}
+			done <- err
+		}()
+	}
+	b.WaitFor(`msg="scaling workers" app=echo from=2 to=3`, 20*time.Second)
+	b.WaitForN(`msg="worker ready"`, 3, 20*time.Second)
+	for i := 0; i < 6; i++ {
+		if err := <-done; err != nil {
+			t.Fatalf("request under load: %v", err)
+		}
+	}
+	// Idle again: back down to one, a worker at a time.
+	b.WaitFor(`msg="scaling workers" app=echo from=2 to=1`, 20*time.Second)
+	if got := getEcho(t, nil, b.URL+"/").Pid; got == 0 {
+		t.Fatal("no answer after scaling down")
+	}
+}
