@@ -17,6 +17,8 @@ const usage = `usage: berth COMMAND [ARGS]
 
 Commands:
   serve [APP_DIR]   serve the app on several workers behind one port
+  status [NAME]     show the workers of a running berth (--json for JSON)
+  restart [NAME]    restart the workers one by one, without dropping requests
   version           print berth's version
   help              print this help
 
@@ -39,6 +41,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 127
 	case "serve":
 		return runServe(args[1:], stderr)
+	case "status":
+		return runStatus(args[1:], stdout, stderr)
+	case "restart":
+		return runRestart(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "berth", version)
 		return 0

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -155,6 +156,41 @@ func serve(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 			}
 		}()
 	}
+	since := time.Now()
+	var listenNames []string
+	for _, l := range listeners {
+		listenNames = append(listenNames, l.Addr().String())
+	}
+	spawnerName := "systemd"
+	if _, ok := backend.(*spawner.Exec); ok {
+		spawnerName = "exec"
+	}
+	adminRestart := make(chan chan error)
+	adminL, err := listenAdmin(rundir)
+	if err != nil {
+		return err
+	}
+	admin := &http.Server{Handler: adminHandler(
+		func() appStatus {
+			return buildStatus(cfg.Name, since, listenNames, spawnerName, sup.Status(), pool)
+		},
+		func(ctx context.Context) error {
+			res := make(chan error, 1)
+			select {
+			case adminRestart <- res:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			select {
+			case err := <-res:
+				return err
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})}
+	go admin.Serve(adminL)
+	defer admin.Close()
+
 	watchdogCtx, stopWatchdog := context.WithCancel(context.Background())
 	defer stopWatchdog()
 	go notifier.Watchdog(watchdogCtx, nil)
@@ -172,7 +208,14 @@ func serve(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	restarting := make(chan error, 1)
+	var waiting []chan error // admin requests waiting for the running restart
 	busy := false
+	startRestart := func(why string) {
+		busy = true
+		log.Info("rolling restart", "by", why)
+		notifier.Reloading()
+		go func() { restarting <- sup.Restart(supCtx) }()
+	}
 	for {
 		select {
 		case <-statusTick.C:
@@ -192,18 +235,25 @@ func serve(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 			} else {
 				log.Info("rolling restart done")
 			}
+			for _, w := range waiting {
+				w <- err
+			}
+			waiting = nil
 			notifier.Ready(status(sup.Status()))
+			continue
+		case res := <-adminRestart:
+			waiting = append(waiting, res)
+			if !busy {
+				startRestart("berth restart")
+			}
 			continue
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				if busy {
 					log.Info("rolling restart already running; SIGHUP ignored")
-					continue
+				} else {
+					startRestart("SIGHUP")
 				}
-				busy = true
-				log.Info("rolling restart", "signal", sig.String())
-				notifier.Reloading()
-				go func() { restarting <- sup.Restart(supCtx) }()
 				continue
 			}
 			log.Info("shutting down", "signal", sig.String(), "timeout", cfg.ShutdownTimeout.String())
@@ -279,31 +329,45 @@ func (u *upstreams) remove(w spawner.Worker) {
 	}
 }
 
-// makeRuntimeDir makes the private directory for worker sockets:
-// $RUNTIME_DIRECTORY under systemd (RuntimeDirectory=), else a fresh
-// directory under /run/berth (root), $XDG_RUNTIME_DIR/berth or the temp
-// dir. cleanup removes what berth made.
+// makeRuntimeDir makes the private directory (mode 0700) for the app's
+// worker sockets and admin socket: $RUNTIME_DIRECTORY under systemd
+// (RuntimeDirectory=berth/NAME), else appRuntimeDir(name). A directory left
+// by a berth that died is taken over; one whose admin socket still answers
+// belongs to a running berth, and is an error. cleanup removes what berth
+// made.
 func makeRuntimeDir(app string) (dir string, cleanup func(), err error) {
 	if d := os.Getenv("RUNTIME_DIRECTORY"); d != "" {
 		return d, func() {}, nil
 	}
-	base := os.TempDir()
-	if os.Geteuid() == 0 {
-		base = "/run/berth"
-	} else if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
-		base = filepath.Join(x, "berth")
+	dir = appRuntimeDir(app)
+	if c, err := net.Dial("unix", filepath.Join(dir, adminSocket)); err == nil {
+		c.Close()
+		return "", nil, fmt.Errorf("berth already serves an app named %s (its admin socket in %s answers): stop it, or give this one another --name", app, dir)
 	}
-	if err := os.MkdirAll(base, 0o755); err != nil {
-		return "", nil, fmt.Errorf("runtime directory %s: %w", base, err)
+	os.RemoveAll(dir)
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return "", nil, fmt.Errorf("runtime directory %s: %w", filepath.Dir(dir), err)
 	}
-	dir, err = os.MkdirTemp(base, app+"-")
-	if err != nil {
-		return "", nil, fmt.Errorf("runtime directory in %s: %w", base, err)
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
+	if err := os.Mkdir(dir, 0o700); err != nil {
 		return "", nil, fmt.Errorf("runtime directory %s: %w", dir, err)
 	}
 	return dir, func() { os.RemoveAll(dir) }, nil
+}
+
+// appRuntimeDir is where a berth serving app keeps its sockets: under
+// /run/berth for root (the same place systemd's RuntimeDirectory= gives),
+// $XDG_RUNTIME_DIR/berth for a user, else the temp dir.
+func appRuntimeDir(app string) string {
+	if d := os.Getenv("BERTH_RUNTIME_BASE"); d != "" {
+		return filepath.Join(d, app)
+	}
+	if os.Geteuid() == 0 {
+		return filepath.Join("/run/berth", app)
+	}
+	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
+		return filepath.Join(x, "berth", app)
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("berth-%d", os.Geteuid()), app)
 }
 
 func firstLine(s string) string {
