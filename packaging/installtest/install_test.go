@@ -48,13 +48,7 @@ func TestInstallRemovePurge(t *testing.T) {
 
 	installed := t.Run("apt install", func(t *testing.T) {
 		start := time.Now()
-		dir := "/tmp/berth-install"
-		pkg := dir + "/" + filepath.Base(deb)
-		if err := m.CopyFile(t.Context(), deb, pkg); err != nil {
-			t.Fatal(err)
-		}
-		apt(t, m, "install", pkg)
-		m.MustRun(t, "rm", "-rf", dir)
+		installDeb(t, m, deb)
 		t.Logf("apt install took %s", time.Since(start).Round(time.Millisecond))
 
 		if got := strings.TrimSpace(m.MustRun(t, "berth", "version")); got != "berth "+version {
@@ -149,6 +143,22 @@ func TestInstallRemovePurge(t *testing.T) {
 		}
 	})
 
+	t.Run("apt reinstall restarts berth", func(t *testing.T) {
+		// What an upgrade does: postinst configure with the old version
+		// restarts running berth services on the new binary.
+		before := show(t, m, app+".service", "MainPID")
+		if before == "0" {
+			t.Fatalf("%s is not running\n%s", app, diagnose(m))
+		}
+		installDeb(t, m, deb, "--reinstall")
+		if after := show(t, m, app+".service", "MainPID"); after == before || after == "0" {
+			t.Errorf("MainPID of %s was %s before the reinstall and is %s after: not restarted", app, before, after)
+		}
+		if body, err := get(t.Context(), url, 90*time.Second); err != nil || !strings.HasPrefix(body, "hello from pid ") {
+			t.Errorf("after the reinstall: %q, %v\n%s", body, err, diagnose(m))
+		}
+	})
+
 	t.Run("apt remove", func(t *testing.T) {
 		start := time.Now()
 		apt(t, m, "remove", "berth")
@@ -227,6 +237,19 @@ func readRoot(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// installDeb installs the host's .deb in the container with apt-get install
+// and the extra apt-get options, and leaves no copy of it there.
+func installDeb(t *testing.T, m *systemdtest.Machine, deb string, opts ...string) {
+	t.Helper()
+	dir := "/tmp/berth-install"
+	pkg := dir + "/" + filepath.Base(deb)
+	if err := m.CopyFile(t.Context(), deb, pkg); err != nil {
+		t.Fatal(err)
+	}
+	apt(t, m, append(append([]string{"install"}, opts...), pkg)...)
+	m.MustRun(t, "rm", "-rf", dir)
 }
 
 // apt runs apt-get -y ARGS in the container.
