@@ -112,14 +112,7 @@ func TestInitOnSystemd(t *testing.T) {
 	m := machine.Machine(t)
 	ctx := t.Context()
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-
-	in := Init{Name: "units-hello", AppDir: "/srv/units-hello", Port: port}
+	in := Init{Name: "units-hello", AppDir: "/srv/units-hello", Port: freePort(t)}
 	files, err := in.Files()
 	if err != nil {
 		t.Fatal(err)
@@ -178,9 +171,8 @@ echo sandbox-ok`
 		if _, err := m.Run(ctx, "systemctl", "start", "units-hello.service"); err != nil {
 			t.Fatalf("%v\n%s", err, m.MustRun(t, "journalctl", "-u", "units-hello.service", "--no-pager"))
 		}
-		log := m.MustRun(t, "journalctl", "-u", "units-hello.service", "-o", "cat", "--no-pager")
-		if !strings.Contains(log, "sandbox-ok") {
-			t.Fatalf("the sandboxed script did not finish:\n%s", log)
+		if _, err := m.WaitJournal(ctx, "sandbox-ok", "-u", "units-hello.service"); err != nil {
+			t.Fatalf("the sandboxed script did not finish: %v", err)
 		}
 		got := m.MustRun(t, "systemctl", "show", "units-from-sandbox.service", "-p", "ActiveState,User")
 		if !strings.Contains(got, "ActiveState=active\n") || !strings.Contains(got, "User=nobody\n") {
@@ -197,6 +189,71 @@ func TestParseExposure(t *testing.T) {
 	if _, err := parseExposure("Unit hello.service not found."); err == nil {
 		t.Error("parseExposure of an error message succeeded")
 	}
+}
+
+// TestInitUserOnSystemd checks the --user units: systemd-analyze verify
+// accepts them and a user's own manager starts the service with its
+// sandboxing (a script in place of berth, via a drop-in).
+func TestInitUserOnSystemd(t *testing.T) {
+	m := machine.Machine(t)
+	ctx := t.Context()
+	const user = "unitsuser"
+	home := "/home/" + user
+	m.MustRun(t, "useradd", "--create-home", user)
+	m.MustRun(t, "loginctl", "enable-linger", user)
+
+	in := Init{Name: "units-user", AppDir: home + "/app", Port: freePort(t), Berth: home + "/bin/berth", UserManager: true}
+	files, err := in.Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := home + "/.config/systemd/user/"
+	for _, f := range files {
+		if err := m.WriteFile(ctx, dir+f.Name, f.Data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := m.WriteFile(ctx, in.Berth, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dropin := "[Service]\nType=oneshot\nExecStart=\nExecStart=/bin/sh -c 'echo user-sandbox-ok \"$RUNTIME_DIRECTORY\"'\nWatchdogSec=0\n"
+	if err := m.WriteFile(ctx, dir+"units-user.service.d/test.conf", []byte(dropin), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m.MustRun(t, "chown", "-R", user+":", home)
+	uid := strings.TrimSpace(m.MustRun(t, "id", "-u", user))
+
+	out := m.MustRun(t, "runuser", "-u", user, "--", "env", "XDG_RUNTIME_DIR=/run/user/"+uid,
+		"systemd-analyze", "--user", "verify", "--man=no", dir+"units-user.socket", dir+"units-user.service")
+	if strings.TrimSpace(out) != "" {
+		t.Errorf("systemd-analyze --user verify warns:\n%s", out)
+	}
+
+	// Wait for the user's manager that lingering started.
+	m.MustRun(t, "systemctl", "start", "user@"+uid+".service")
+	userctl := func(args ...string) (string, error) {
+		return m.Run(ctx, "systemctl", append([]string{"--user", "-M", user + "@"}, args...)...)
+	}
+	if out, err := userctl("daemon-reload"); err != nil {
+		t.Fatal(err, out)
+	}
+	t.Cleanup(func() { userctl("stop", "units-user.socket") })
+	if out, err := userctl("start", "units-user.service"); err != nil {
+		t.Fatalf("%v\n%s\n%s", err, out, m.MustRun(t, "journalctl", "_UID="+uid, "--no-pager"))
+	}
+	if _, err := m.WaitJournal(ctx, "user-sandbox-ok /run/user/"+uid+"/berth/units-user", "_SYSTEMD_USER_UNIT=units-user.service"); err != nil {
+		t.Error(err)
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // parseExposure reads the figure from systemd-analyze security's last

@@ -288,8 +288,8 @@ func TestTransientUnitsOnSystemd(t *testing.T) {
 			t.Errorf("%s %s=%q, want %q", u.Socket.Name, k, sock[k], v)
 		}
 	}
-	if out := m.MustRun(t, "journalctl", "-t", "my-app", "-o", "cat", "--no-pager"); !strings.Contains(out, "worker: served one connection") {
-		t.Errorf("the worker's output is not in the journal under its SyslogIdentifier:\n%s", out)
+	if _, err := m.WaitJournal(ctx, "worker: served one connection", "-t", "my-app"); err != nil {
+		t.Errorf("the worker's output is not in the journal under its SyslogIdentifier: %v", err)
 	}
 	if got := strings.TrimSpace(m.MustRun(t, "stat", "-c", "%a %U", w.Socket)); got != "600 root" {
 		t.Errorf("socket file is %q, want 600 root", got)

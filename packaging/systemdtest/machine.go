@@ -309,12 +309,17 @@ func cleanEnv() []string {
 
 // Command returns a command that runs name with args inside the container,
 // as root, with the clean environment described in the package doc. The
-// caller may set Stdin, Stdout, Stderr and append to Env before starting it;
-// ctx kills it as exec.CommandContext does.
+// caller may set Stdin, Stdout, Stderr and append to Env before starting it.
+// When ctx ends, the command's whole process group is killed (nsenter and
+// the command it forked).
 func (m *Machine) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	a := append([]string{"-t", strconv.Itoa(m.pid1), "-a", "-r", "-w", "--", name}, args...)
 	cmd := exec.CommandContext(ctx, "nsenter", a...)
 	cmd.Env = cleanEnv()
+	// nsenter forks to enter the pid namespace, so killing nsenter alone
+	// would leave the command running: kill its process group.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
 	return cmd
 }
@@ -338,6 +343,43 @@ func (m *Machine) MustRun(t testing.TB, name string, args ...string) string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// WaitJournal reads the container's journal (`journalctl --output=cat
+// ARGS…`, ARGS selecting units or fields) until a line contains want, and
+// returns what it read. It fails when ctx ends first (if ctx has no
+// deadline, after 30 s), quoting what it read. Use it instead of reading the
+// journal once: journald stores a service's output asynchronously.
+//
+// It polls every 100 ms rather than following with `journalctl --follow`,
+// which in systemd 252 can miss the entries of a unit that had none when it
+// started (systemd issue 25649).
+func (m *Machine) WaitJournal(ctx context.Context, want string, args ...string) (string, error) {
+	var cancel context.CancelFunc
+	if _, ok := ctx.Deadline(); ok {
+		ctx, cancel = context.WithCancel(ctx)
+	} else {
+		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+	}
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	a := append([]string{"--output=cat", "--no-pager"}, args...)
+	var last []byte
+	for {
+		out, err := m.Command(ctx, "journalctl", a...).Output()
+		if err == nil {
+			last = out
+			if bytes.Contains(out, []byte(want)) {
+				return string(out), nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return string(last), fmt.Errorf("wait for %q in the journal of %s (journalctl %s): %w; read:\n%s", want, m.name, strings.Join(args, " "), ctx.Err(), last)
+		case <-tick.C:
+		}
+	}
 }
 
 // WriteFile writes data to the file at path inside the container (making

@@ -2,6 +2,8 @@ package systemdtest
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -159,5 +161,27 @@ func TestBootClose(t *testing.T) {
 	}
 	if strings.Contains(string(mounts), "berth-test") {
 		t.Errorf("a berth-test mount is visible on the host:\n%s", mounts)
+	}
+}
+
+func TestWaitJournal(t *testing.T) {
+	m := shared.Machine(t)
+	ctx := t.Context()
+	// The line may be logged before or after WaitJournal starts; systemd's
+	// own "Started" line quotes the command, so the marker is built by
+	// printf.
+	go m.Run(ctx, "systemd-run", "--unit=systemdtest-journal", "/bin/sh", "-c", "echo first; printf 'systemdtest-%s\\n' marker")
+	out, err := m.WaitJournal(ctx, "systemdtest-marker", "-u", "systemdtest-journal.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "first\n") {
+		t.Errorf("WaitJournal returned %q, want the earlier line too", out)
+	}
+
+	short, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	if _, err := m.WaitJournal(short, "never logged", "-u", "systemdtest-journal.service"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("WaitJournal for a missing line: %v, want a deadline error", err)
 	}
 }
