@@ -27,6 +27,10 @@ type Init struct {
 	Port int
 	// Berth is the absolute path of the berth binary. If empty, DefaultBerth.
 	Berth string
+	// ServeArgs are more arguments for `berth serve`, appended to ExecStart
+	// (e.g. "--workers", "4"). If empty, none: berth.json in the app
+	// directory is the place for per-app settings.
+	ServeArgs []string
 	// UserManager renders units for a user's own manager (`systemctl
 	// --user`, installed in ~/.config/systemd/user) instead of the system
 	// manager: no privileges, and only the sandboxing a user manager can
@@ -62,6 +66,11 @@ func (in Init) Files() ([]File, error) {
 	if err := checkPath("berth binary", in.Berth); err != nil {
 		return nil, err
 	}
+	for _, a := range in.ServeArgs {
+		if strings.ContainsFunc(a, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+			return nil, fmt.Errorf("units: berth serve argument %q contains a control character", a)
+		}
+	}
 	if in.Port < 1 || in.Port > 65535 {
 		return nil, fmt.Errorf("units: port %d out of range 1-65535", in.Port)
 	}
@@ -73,7 +82,7 @@ func (in Init) Files() ([]File, error) {
 		"Worker1":     WorkerService(in.Name, "w1"),
 		"Port":        in.Port,
 		"Desc":        escapeSpecifiers(in.Name + " (" + in.AppDir + ")"),
-		"ExecStart":   execLine(in.Berth, "serve", in.AppDir, "--name", in.Name),
+		"ExecStart":   execLine(append([]string{in.Berth, "serve", in.AppDir, "--name", in.Name}, in.ServeArgs...)...),
 		"AppDirPath":  quoteWord("-" + escapeSpecifiers(in.AppDir)), // "-": a missing directory is berth's error to report
 		"ProtectHome": protectHome(in.AppDir),
 	}

@@ -43,7 +43,7 @@ func TestInitGolden(t *testing.T) {
 	}{
 		{dir: "system", init: Init{Name: "hello", AppDir: "/srv/hello", Port: 8080}},
 		{dir: "user", init: Init{Name: "hello", AppDir: "/home/alice/hello", Port: 8080, Berth: "/home/alice/bin/berth", UserManager: true}},
-		{dir: "home", init: Init{Name: "my-app", AppDir: "/home/alice/my app", Port: 80}},
+		{dir: "home", init: Init{Name: "my-app", AppDir: "/home/alice/my app", Port: 80, ServeArgs: []string{"--workers", "4", "--env", "GREETING=hi there"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.dir, func(t *testing.T) {
@@ -72,6 +72,7 @@ func TestInitErrors(t *testing.T) {
 		{name: "newline in dir", init: Init{Name: "x", AppDir: "/srv/x\nExecStartPre=/bin/evil", Port: 80}, want: "control character"},
 		{name: "port zero", init: Init{Name: "x", AppDir: "/srv/x"}, want: "port 0 out of range"},
 		{name: "port too big", init: Init{Name: "x", AppDir: "/srv/x", Port: 70000}, want: "port 70000 out of range"},
+		{name: "newline in serve args", init: Init{Name: "x", AppDir: "/srv/x", Port: 80, ServeArgs: []string{"a\nb"}}, want: "control character"},
 		{name: "relative berth", init: Init{Name: "x", AppDir: "/srv/x", Port: 80, Berth: "berth"}, want: "berth binary"},
 	}
 	for _, tt := range tests {
