@@ -409,9 +409,9 @@ func (b *Backend) create(ctx context.Context, sl *slot, spec spawner.Spec) error
 	if tu, err = units.TransientUnits(uw); err != nil {
 		return err
 	}
-	sockProps := orderBefore(tu.Socket.Properties)
+	sockProps := adjust(tu.Socket.Properties)
 	svc := tu.Service
-	svc.Properties = orderBefore(svc.Properties)
+	svc.Properties = adjust(svc.Properties)
 	for attempt := 0; ; attempt++ {
 		reuse, err := b.clear(ctx, sl, digest)
 		if err != nil {
@@ -426,6 +426,15 @@ func (b *Backend) create(ctx context.Context, sl *slot, spec spawner.Spec) error
 		var derr godbus.Error
 		if attempt == 0 && errors.As(err, &derr) && derr.Name == "org.freedesktop.systemd1.UnitExists" {
 			continue // made again meanwhile (systemd restarting it with berth): clear again
+		}
+		var jerr *jobError
+		if errors.As(err, &jerr) && jerr.result == "failed" {
+			// The units exist; the socket failed to come up (seen when
+			// systemd could not move a helper into its control group).
+			// One more try before the supervisor's backoff.
+			b.log.Warn("worker socket unit failed to start; trying again", "unit", sl.socket)
+			b.mgr.ResetFailedUnitContext(ctx, sl.socket)
+			err = b.runJob(ctx, sl.socket, func() (int, error) { return b.mgr.StartUnitContext(ctx, sl.socket, "replace", nil) })
 		}
 		if err != nil {
 			return fmt.Errorf("make units %s and %s: %w", sl.socket, sl.service, err)
@@ -451,18 +460,27 @@ func unitsDigest(tu units.Transient) string {
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
-// orderBefore orders a worker's units before berth's own unit rather than
-// after it. After= would hold a worker's start job until berth's own start
-// job is over — and berth (Type=notify) is not ready before its workers
-// are, so the first workers would wait out the spawn timeout. Before= also
-// gives the stop order berth needs: on `systemctl stop`/`restart` berth
-// stops first, draining its requests into workers that still run, and the
-// workers and their sockets stop after it.
-func orderBefore(props []sd.Property) []sd.Property {
+// adjust changes two of the properties package units gives:
+//
+//   - It orders a worker's units before berth's own unit rather than after
+//     it. After= would hold a worker's start job until berth's own start
+//     job is over — and berth (Type=notify) is not ready before its workers
+//     are, so the first workers would wait out the spawn timeout. Before=
+//     also gives the stop order berth needs: on `systemctl stop`/`restart`
+//     berth stops first, draining its requests into workers that still
+//     run, and the workers and their sockets stop after it.
+//   - It drops SocketUser=root: root owns the socket anyway, and naming an
+//     owner makes systemd fork a helper process to chown the socket, one
+//     more process that can fail to start.
+func adjust(props []sd.Property) []sd.Property {
 	out := make([]sd.Property, 0, len(props))
 	for _, p := range props {
 		if p.Name == "After" {
 			p.Name = "Before"
+		}
+		var owner string
+		if p.Name == "SocketUser" && p.Value.Store(&owner) == nil && owner == "root" {
+			continue
 		}
 		out = append(out, p)
 	}
@@ -557,10 +575,17 @@ func (b *Backend) runJob(ctx context.Context, unit string, call func() (int, err
 		return fmt.Errorf("job on %s: %w", unit, err)
 	}
 	if result != "done" {
-		return fmt.Errorf("job on %s: %s", unit, result)
+		return &jobError{unit: unit, result: result}
 	}
 	return nil
 }
+
+// jobError is a job that ended otherwise than "done".
+type jobError struct {
+	unit, result string
+}
+
+func (e *jobError) Error() string { return fmt.Sprintf("job on %s: %s", e.unit, e.result) }
 
 // tail quotes the last lines the unit wrote to the journal.
 func (b *Backend) tail(unit string) string {
@@ -614,13 +639,40 @@ func (b *Backend) Close(ctx context.Context) error {
 			}
 			sl.created = false
 		}
-		sl.ready.Close()
+		b.mu.Lock()
+		if b.slots[sl.name] == sl {
+			delete(b.slots, sl.name)
+			sl.ready.Close()
+		}
+		b.mu.Unlock()
 		sl.mu.Unlock()
 	}
 	b.cancel()
 	b.w.Close()
 	b.closeMgr()
 	return errors.Join(errs...)
+}
+
+// retire gives up a slot whose worker is stopped: it queues stop jobs for
+// its units (without waiting: see worker.Stop) and closes its readiness
+// sockets. The slot's lock must be held.
+func (b *Backend) retire(sl *slot) {
+	if sl.created {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for _, u := range []string{sl.service, sl.socket} {
+			if _, err := b.mgr.StopUnitContext(ctx, u, "replace", nil); err != nil {
+				b.log.Warn("stop worker unit", "unit", u, "err", err)
+			}
+		}
+		sl.created = false
+	}
+	b.mu.Lock()
+	if b.slots[sl.name] == sl {
+		delete(b.slots, sl.name)
+		sl.ready.Close()
+	}
+	b.mu.Unlock()
 }
 
 // workerEnviron is berth's environment without what systemd set for berth

@@ -60,10 +60,21 @@ func (w *worker) follow() {
 // when the stop timeout or ctx runs out. It sends signals (KillUnit) rather
 // than queuing a stop job: while systemd stops berth's own unit, a stop job
 // on a worker would wait behind berth's, and berth would wait for it.
+//
+// The supervisor stops the current worker of a name only when it gives the
+// name up (fewer workers, or berth stopping): a restart goes through Start.
+// So Stop also retires the name: its socket unit is stopped (without
+// waiting, for the same reason) and its readiness sockets closed. Stop on a
+// worker that was already replaced does nothing.
 func (w *worker) Stop(ctx context.Context) error {
 	w.sl.mu.Lock()
 	defer w.sl.mu.Unlock()
-	return w.stopLocked(ctx)
+	if w.sl.current != w {
+		return nil
+	}
+	err := w.stopLocked(ctx)
+	w.b.retire(w.sl)
+	return err
 }
 
 // stopLocked is Stop with the slot's lock held. A worker that is no longer
