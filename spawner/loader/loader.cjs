@@ -97,8 +97,8 @@ function callSite(skip) {
   const frames = String(holder.stack)
     .split('\n')
     .slice(1)
-    .map((l) => l.trim())
-    .filter((l) => !l.includes(__filename) && !l.includes('(node:') && !l.startsWith('at node:'));
+    .map((l) => l.trim().replace(/^at /, ''))
+    .filter((l) => !l.includes(__filename) && !l.includes('(node:') && !l.startsWith('node:'));
   return frames.slice(0, 3).join(' <- ') || '(unknown call site)';
 }
 
@@ -271,18 +271,25 @@ function main() {
     return originalListen.apply(server, args);
   }
 
+  // selectionError is an Error whose stack starts at the app's listen().
+  function selectionError(message) {
+    const err = new Error(message);
+    Error.captureStackTrace(err, net.Server.prototype.listen);
+    return err;
+  }
+
   net.Server.prototype.listen = function listen(...args) {
     const site = callSite(listen);
     const explicit = selects(args);
     if (explicit) {
       if (state.explicitSite !== '') {
-        throw new Error(
+        throw selectionError(
           'berth: two servers selected explicitly for this worker: ' +
             `first at ${state.explicitSite}, again at ${site}; only one listen('berth') / listen('passenger') is allowed`,
         );
       }
       if (state.served !== null) {
-        throw new Error(
+        throw selectionError(
           `berth: listen('${args[0] && typeof args[0] === 'object' ? args[0].path || args[0].port : args[0]}') at ${site}, ` +
             `but auto-install already gave the worker socket to the server that listened at ${state.servedSite}; ` +
             'call berth.configure({autoInstall:false}) (or PhusionPassenger.configure) before any server listens',

@@ -4,10 +4,17 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -329,7 +336,274 @@ func TestLoaderDoesNotLeakIntoChildren(t *testing.T) {
 	}
 }
 
-// errRefused reports whether err is a refused connection.
-func errRefused(err error) bool {
-	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT)
+// waitRefused waits until connecting to the Unix socket sock is refused,
+// failing the test after d.
+func waitRefused(t *testing.T, sock string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		conn, err := net.Dial("unix", sock)
+		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT) {
+			return
+		}
+		if conn != nil {
+			conn.Close()
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("connect to %s still not refused after %v: %v", sock, d, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestLaterServersListenAsAsked(t *testing.T) {
+	// A port held by someone else, as a sibling worker holds it.
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	port := taken.Addr().(*net.TCPAddr).Port
+
+	w := startWorker(t, workerConfig{app: "unit/two-servers.js", env: []string{fmt.Sprintf("TAKEN_PORT=%d", port)}})
+	w.waitReady(t)
+	var got struct {
+		Second       int
+		HandledError string
+	}
+	decode(t, get(t, w.sock, "/"), &got)
+	if got.Second == 0 {
+		t.Fatalf("second server did not report its port")
+	}
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", got.Second))
+	if err != nil {
+		t.Fatalf("second server on its own port: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "second" {
+		t.Errorf("second server answered %q, want %q", body, "second")
+	}
+	if got.HandledError != "EADDRINUSE" {
+		t.Errorf("app's own 'error' handler got %q, want EADDRINUSE", got.HandledError)
+	}
+	out := w.output.String()
+	for _, want := range []string{
+		"not the served server, listening as asked",
+		fmt.Sprintf(`listen({"port":%d,"host":"127.0.0.1"}) at`, port),
+		"the worker keeps running without it",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	// Still serving after the failed listen.
+	decode(t, get(t, w.sock, "/"), &got)
+}
+
+func TestExplicitSelection(t *testing.T) {
+	tests := []struct {
+		api, form, name string
+	}{
+		{api: "passenger", form: "name", name: "passenger"},
+		{api: "passenger", form: "name", name: "/passenger"},
+		{api: "passenger", form: "path", name: "passenger"},
+		{api: "passenger", form: "port", name: "passenger"},
+		{api: "berth", form: "name", name: "berth"},
+		{api: "berth", form: "name", name: "/berth"},
+		{api: "berth", form: "path", name: "berth"},
+		{api: "berth", form: "port", name: "berth"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.api+"/"+tt.form+"/"+tt.name, func(t *testing.T) {
+			w := startWorker(t, workerConfig{app: "unit/explicit.js", env: []string{"API=" + tt.api, "FORM=" + tt.form, "NAME=" + tt.name}})
+			w.waitReady(t)
+			var got struct {
+				Served    bool
+				OtherPort int
+			}
+			decode(t, get(t, w.sock, "/"), &got)
+			if !got.Served {
+				t.Fatalf("worker socket not served by the selected server")
+			}
+			resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", got.OtherPort))
+			if err != nil {
+				t.Fatalf("other server on its own port: %v", err)
+			}
+			resp.Body.Close()
+			if !strings.Contains(w.output.String(), "served server listening") {
+				t.Errorf("listen callback of the selected server did not run")
+			}
+		})
+	}
+}
+
+func TestExplicitSelectionErrors(t *testing.T) {
+	tests := []struct {
+		app  string
+		want []string
+	}{
+		{app: "unit/explicit-twice.js", want: []string{"two servers selected explicitly", "explicit-twice.js:5", "explicit-twice.js:6"}},
+		{app: "unit/explicit-late.js", want: []string{"auto-install already gave the worker socket", "explicit-late.js:4", "explicit-late.js:5"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.app, func(t *testing.T) {
+			w := startWorker(t, workerConfig{app: tt.app})
+			err := w.waitExit(t, startTimeout)
+			if err == nil {
+				t.Errorf("worker exited successfully, want an error")
+			}
+			out := w.output.String()
+			for _, s := range tt.want {
+				if !strings.Contains(out, s) {
+					t.Errorf("output lacks %q:\n%s", s, out)
+				}
+			}
+		})
+	}
+}
+
+func TestModuleSystems(t *testing.T) {
+	tests := []struct {
+		name, app, want string
+	}{
+		{name: "mjs with top-level await", app: "esm-mjs/app.mjs", want: "hello from app.mjs"},
+		{name: "type module", app: "esm-type/app.js", want: "hello from a type:module app"},
+		{name: "extension-less bin/www", app: "www/bin/www", want: "hello from bin/www"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := startWorker(t, workerConfig{app: tt.app})
+			w.waitReady(t)
+			if got := get(t, w.sock, "/"); got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+	t.Run("bin/www sees itself as main module", func(t *testing.T) {
+		w := startWorker(t, workerConfig{app: "www/bin/www"})
+		w.waitReady(t)
+		get(t, w.sock, "/") // the 'listening' handler has logged by now
+		if out := w.output.String(); !strings.Contains(out, "main module: true") {
+			t.Errorf("bin/www output %q, want require.main === module", out)
+		}
+	})
+}
+
+// writeCert writes a self-signed certificate and its key into dir.
+func writeCert(t *testing.T, dir string) (certPath, keyPath string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "localhost"},
+		DNSNames:     []string{"localhost"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPath, keyPath = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certPath, keyPath
+}
+
+func TestTLSServerServedInPlainHTTP(t *testing.T) {
+	certPath, keyPath := writeCert(t, t.TempDir())
+	for _, kind := range []string{"https", "http2"} {
+		t.Run(kind, func(t *testing.T) {
+			w := startWorker(t, workerConfig{app: "unit/https.js", env: []string{"KIND=" + kind, "TLS_CERT=" + certPath, "TLS_KEY=" + keyPath}})
+			w.waitReady(t)
+			var got struct {
+				Kind      string
+				Encrypted bool
+			}
+			decode(t, get(t, w.sock, "/"), &got)
+			if got.Kind != kind || got.Encrypted {
+				t.Errorf("got kind %q encrypted %v, want %q over plain HTTP", got.Kind, got.Encrypted, kind)
+			}
+		})
+	}
+}
+
+func TestShutdownOnSIGTERM(t *testing.T) {
+	tests := []struct {
+		name       string
+		appSIGTERM string // drain.js's APP_SIGTERM
+	}{
+		{name: "app without SIGTERM handler"},
+		{name: "app with SIGTERM handler", appSIGTERM: "log"},
+		{name: "app whose SIGTERM handler keeps it alive", appSIGTERM: "linger"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := startWorker(t, workerConfig{app: "unit/drain.js", env: []string{"APP_SIGTERM=" + tt.appSIGTERM}})
+			w.waitReady(t)
+
+			// An idle keep-alive connection.
+			idle, err := net.Dial("unix", w.sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer idle.Close()
+			idleReader := bufio.NewReader(idle)
+			fmt.Fprint(idle, "GET / HTTP/1.1\r\nHost: worker\r\n\r\n")
+			resp, err := http.ReadResponse(idleReader, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.ReadAll(resp.Body)
+			resp.Body.Close()
+
+			// A request in flight: the first part has arrived.
+			c := unixClient(w.sock)
+			slow, err := c.Get("http://worker/slow")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer slow.Body.Close()
+			slowReader := bufio.NewReader(slow.Body)
+			if line, err := slowReader.ReadString('\n'); err != nil || line != "first part\n" {
+				t.Fatalf("slow response started with %q, %v", line, err)
+			}
+
+			if err := w.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+
+			idle.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if n, err := idleReader.Read(make([]byte, 1)); err != io.EOF {
+				t.Errorf("idle keep-alive connection: read %d bytes, %v; want EOF", n, err)
+			}
+			// The listening socket closes in the same event-loop turn as the
+			// idle connection, but the kernel may let a connect in just
+			// before; wait (bounded) for refusal.
+			waitRefused(t, w.sock, 5*time.Second)
+			rest, err := io.ReadAll(slowReader)
+			if err != nil || string(rest) != "second part\n" {
+				t.Errorf("in-flight response ended with %q, %v; want %q", rest, err, "second part\n")
+			}
+
+			if err := w.waitExit(t, 10*time.Second); err != nil {
+				t.Errorf("worker exit: %v, want status 0", err)
+			}
+			if ran := strings.Contains(w.output.String(), "app SIGTERM handler ran"); ran != (tt.appSIGTERM != "") {
+				t.Errorf("app's SIGTERM handler ran: %v, want %v", ran, tt.appSIGTERM != "")
+			}
+		})
+	}
 }

@@ -1,0 +1,2 @@
+'use strict';
+module.exports = (req, res) => res.end('hello from bin/www');
