@@ -84,6 +84,11 @@ func bootBox(t *testing.T) *sdBox {
 	m.MustRun(t, "useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", sdUser)
 	m.MustRun(t, "chown", "-R", sdUser+":", sdAppDir)
 	b.installApp(t, sdName, b.port, "--workers 2 --memory-max 256M --cpu-quota 50% --tasks-max 64 --stop-timeout 5s")
+	// A short watchdog, so that the test sees berth's WATCHDOG=1 pings.
+	if err := m.WriteFile(ctx, "/etc/systemd/system/"+sdName+".service.d/watchdog.conf", []byte("[Service]\nWatchdogSec=2s\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m.MustRun(t, "systemctl", "daemon-reload")
 	m.MustRun(t, "systemctl", "enable", "--now", sdName+".socket")
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -275,6 +280,12 @@ func (b *sdBox) testStatus(t *testing.T) {
 	if !regexp.MustCompile(`Status: "2/2 workers ready, \d+ queued, \d+ requests served"`).MatchString(out) {
 		t.Errorf("systemctl status shows no berth STATUS line:\n%s", out)
 	}
+	// WATCHDOG=1 every WatchdogSec/2 (1 s here) moves the timestamp on.
+	first := b.show(t, sdName+".service", "WatchdogTimestampMonotonic")
+	waitUntil(t, 5*time.Second, "a watchdog ping", func() bool {
+		now := b.show(t, sdName+".service", "WatchdogTimestampMonotonic")
+		return now != first && now != "0"
+	})
 }
 
 func (b *sdBox) testKillWorker(t *testing.T) {
