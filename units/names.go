@@ -89,8 +89,8 @@ func WorkerSocket(app, worker string) string {
 
 // WorkerGlob returns a shell-style pattern matching the units of all of the
 // app's workers (services and sockets) and no other app's, for
-// `journalctl -u` and `systemctl list-units`. The backslash of an escaped
-// '-' is doubled, as fnmatch(3) patterns need.
+// `journalctl -u` and `systemctl list-units`. Both match with
+// FNM_NOESCAPE, so the backslash of an escaped '-' stands for itself.
 func WorkerGlob(app string) string {
-	return "berth-" + strings.ReplaceAll(escape(app), `\`, `\\`) + "-*"
+	return "berth-" + escape(app) + "-*"
 }

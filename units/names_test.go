@@ -3,6 +3,7 @@ package units
 import (
 	"errors"
 	"path"
+	"strings"
 	"testing"
 )
 
@@ -63,7 +64,7 @@ func TestNames(t *testing.T) {
 		},
 		{
 			app: "my-app", service: "my-app.service", socket: "my-app.socket", slice: `berth-my\x2dapp.slice`,
-			workerService: `berth-my\x2dapp-w1.service`, workerSock: `berth-my\x2dapp-w1.socket`, glob: `berth-my\\x2dapp-*`,
+			workerService: `berth-my\x2dapp-w1.service`, workerSock: `berth-my\x2dapp-w1.socket`, glob: `berth-my\x2dapp-*`,
 		},
 	}
 	for _, tt := range tests {
@@ -83,16 +84,16 @@ func TestNames(t *testing.T) {
 	}
 }
 
-// TestWorkerGlobIsolatesApps checks, with the same fnmatch rules journalctl
-// and systemctl use (path.Match agrees with them on these patterns), that an
-// app's glob matches its own workers and not those of an app whose name
-// extends it.
+// TestWorkerGlobIsolatesApps checks, with the fnmatch rules journalctl and
+// systemctl use, that an app's glob matches its own workers and not those
+// of an app whose name extends it. They match with FNM_NOESCAPE; path.Match
+// does the same once each backslash is doubled.
 func TestWorkerGlobIsolatesApps(t *testing.T) {
 	apps := []string{"my", "my-app", "my-app-2", "myapp", "my.x"}
 	for _, a := range apps {
 		for _, b := range apps {
 			for _, unit := range []string{WorkerService(b, "w1"), WorkerSocket(b, "w12")} {
-				ok, err := path.Match(WorkerGlob(a), unit)
+				ok, err := path.Match(strings.ReplaceAll(WorkerGlob(a), `\`, `\\`), unit)
 				if err != nil {
 					t.Fatalf("WorkerGlob(%q) = %q: %v", a, WorkerGlob(a), err)
 				}
