@@ -9,6 +9,7 @@
 #   make man            render berth(1) as text, failing on any groff warning
 #   make check-version  packaging/VERSION, debian/changelog and rpm/berth.spec agree
 #   make reproducible   build the .deb twice in two trees, compare checksums
+#   make src-tree DEST=dir  copy the sources a package build takes to dir
 #   make clean-dist     remove dist/
 #
 # The version lives in packaging/VERSION only; debian/changelog and
@@ -77,6 +78,13 @@ define src-tree
 	  while IFS= read -r f; do [ -e "$$f" ] && printf '%s\n' "$$f"; done | \
 	  tar -cf - -T - | tar -xf - -C $(1)
 endef
+
+# src-tree: a copy of the sources to build from (DEST=dir), as make deb and
+# make rpm take them.
+.PHONY: src-tree
+src-tree:
+	@[ -n "$(DEST)" ] || { echo "usage: make src-tree DEST=dir" >&2; exit 1; }
+	$(call src-tree,$(abspath $(DEST)))
 
 .PHONY: deb
 deb: check-version

@@ -54,7 +54,7 @@ func packages(t *testing.T) string {
 	pkgs.once.Do(func() {
 		pkgs.dir, pkgs.err = os.MkdirTemp("", "berth-pkg-")
 		if pkgs.err == nil {
-			pkgs.err = makePackages(pkgs.dir, nil)
+			pkgs.err = makePackages(root, pkgs.dir, nil)
 		}
 	})
 	if pkgs.err != nil {
@@ -63,9 +63,10 @@ func packages(t *testing.T) string {
 	return pkgs.dir
 }
 
-// makePackages runs `make deb rpm` with DIST=dist and extra environment.
-func makePackages(dist string, env []string) error {
-	cmd := exec.Command("make", "-C", root, "deb", "rpm", "DIST="+dist)
+// makePackages runs `make deb rpm` in the tree src with DIST=dist and extra
+// environment.
+func makePackages(src, dist string, env []string) error {
+	cmd := exec.Command("make", "-C", src, "deb", "rpm", "DIST="+dist)
 	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -347,16 +348,23 @@ func TestRpmlint(t *testing.T) {
 	}
 }
 
-// TestReproducible builds the packages a second time, in another tree and
-// with an empty Go build cache, and wants the same bytes.
+// TestReproducible builds the packages twice from one copy of the sources,
+// in two trees, the second time with an empty Go build cache, and wants the
+// same bytes. (A copy, because the work tree may change between the builds.)
 func TestReproducible(t *testing.T) {
 	if testing.Short() {
-		t.Skip("a second build with a cold Go cache takes a minute")
+		t.Skip("two builds, one with a cold Go cache, take a minute")
 	}
-	first := packages(t)
-	second := t.TempDir()
-	cache := t.TempDir()
-	if err := makePackages(second, []string{"GOCACHE=" + cache}); err != nil {
+	needPackaging(t)
+	src := filepath.Join(t.TempDir(), "berth")
+	if out, err := exec.Command("make", "-C", root, "src-tree", "DEST="+src).CombinedOutput(); err != nil {
+		t.Fatalf("make src-tree: %v\n%s", err, out)
+	}
+	first, second := t.TempDir(), t.TempDir()
+	if err := makePackages(src, first, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := makePackages(src, second, []string{"GOCACHE=" + t.TempDir()}); err != nil {
 		t.Fatal(err)
 	}
 	v := version(t)
