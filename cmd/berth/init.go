@@ -1,0 +1,207 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"berth/units"
+)
+
+// initEnv is what `berth init` needs from the machine; tests swap it.
+type initEnv struct {
+	systemDir  string                 // where system units go
+	getenv     func(string) string    // HOME, XDG_CONFIG_HOME
+	executable func() (string, error) // the berth binary that ExecStart names
+}
+
+// runInit implements `berth init APP_DIR --name NAME --port N [--stdout]
+// [--user] [--force] [--berth PATH] [-- SERVE_ARGS…]`: it writes NAME.socket
+// and NAME.service for the app and says what to run next. It returns the
+// exit code: 0 done, 1 failed, 2 bad usage.
+func runInit(args []string, stdout, stderr io.Writer) int {
+	env := initEnv{systemDir: "/etc/systemd/system", getenv: os.Getenv, executable: os.Executable}
+	return env.run(args, stdout, stderr)
+}
+
+const initUsage = `usage: berth init APP_DIR --port N [--name NAME] [--stdout] [--user] [--force] [-- SERVE_ARGS…]
+
+Writes the systemd units that serve the app in APP_DIR: NAME.socket holds
+port N, NAME.service runs 'berth serve APP_DIR --name NAME SERVE_ARGS…' when
+the first connection comes. They go to /etc/systemd/system, or with --user
+to ~/.config/systemd/user for 'systemctl --user'.
+
+Flags:
+`
+
+func (env initEnv) run(args []string, stdout, stderr io.Writer) int {
+	var (
+		in       units.Init
+		toStdout bool
+		force    bool
+	)
+	fs := flag.NewFlagSet("berth init", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&in.Name, "name", "", "app name: the units are NAME.socket and NAME.service (default: APP_DIR's base name)")
+	fs.IntVar(&in.Port, "port", 0, "TCP port the socket listens on, all addresses (required)")
+	fs.StringVar(&in.Berth, "berth", "", "berth binary that the service runs (default: this one)")
+	fs.BoolVar(&toStdout, "stdout", false, "print the units instead of writing them")
+	fs.BoolVar(&in.UserManager, "user", false, "write units for your own systemd instance (systemctl --user), no root needed")
+	fs.BoolVar(&force, "force", false, "overwrite units that exist")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, initUsage)
+		fs.PrintDefaults()
+	}
+	ownArgs, serveArgs := args, []string(nil)
+	if i := slices.Index(args, "--"); i >= 0 {
+		ownArgs, serveArgs = args[:i], args[i+1:]
+	}
+	pos, err := parseInterspersed(fs, ownArgs)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		return 2
+	}
+	if len(pos) != 1 {
+		fmt.Fprintf(stderr, "berth init: want one app directory, got %d arguments %q (serve flags go after --)\n", len(pos), pos)
+		return 2
+	}
+	if in.Port == 0 {
+		fmt.Fprintln(stderr, "berth init: --port is required: the port the app is served on")
+		return 2
+	}
+	in.ServeArgs = serveArgs
+
+	if in.AppDir, err = filepath.Abs(pos[0]); err != nil {
+		fmt.Fprintf(stderr, "berth init: app directory %s: %v\n", pos[0], err)
+		return 1
+	}
+	if fi, err := os.Stat(in.AppDir); err != nil {
+		fmt.Fprintf(stderr, "berth init: app directory: %v\n", err)
+		return 1
+	} else if !fi.IsDir() {
+		fmt.Fprintf(stderr, "berth init: app directory %s is not a directory\n", in.AppDir)
+		return 1
+	}
+	if in.Name == "" {
+		in.Name = filepath.Base(in.AppDir)
+		if err := units.CheckName(in.Name); err != nil {
+			fmt.Fprintf(stderr, "berth init: %v; name the app with --name\n", err)
+			return 2
+		}
+	}
+	if in.Berth == "" {
+		if in.Berth, err = env.executable(); err != nil {
+			fmt.Fprintf(stderr, "berth init: find the berth binary (name it with --berth): %v\n", err)
+			return 1
+		}
+	}
+	files, err := in.Files()
+	if err != nil {
+		fmt.Fprintf(stderr, "berth init: %v\n", err)
+		return 2
+	}
+
+	if toStdout {
+		for i, f := range files {
+			if i > 0 {
+				fmt.Fprintln(stdout)
+			}
+			stdout.Write(f.Data)
+		}
+		return 0
+	}
+
+	dir := env.systemDir
+	if in.UserManager {
+		if dir, err = env.userUnitDir(); err != nil {
+			fmt.Fprintf(stderr, "berth init: %v\n", err)
+			return 1
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			fmt.Fprintf(stderr, "berth init: %v\n", err)
+			return 1
+		}
+	}
+	var existing []string
+	for _, f := range files {
+		p := filepath.Join(dir, f.Name)
+		if _, err := os.Lstat(p); err == nil {
+			existing = append(existing, p)
+		}
+	}
+	if len(existing) > 0 && !force {
+		fmt.Fprintf(stderr, "berth init: %s already exists; nothing written (--force overwrites)\n", strings.Join(existing, " and "))
+		return 1
+	}
+	for _, f := range files {
+		p := filepath.Join(dir, f.Name)
+		if err := writeFileAtomic(p, f.Data, 0o644); err != nil {
+			fmt.Fprintf(stderr, "berth init: %v\n", err)
+			if errors.Is(err, os.ErrPermission) && !in.UserManager {
+				fmt.Fprintln(stderr, "berth init: run it as root (sudo), or use --user for your own systemd instance")
+			}
+			return 1
+		}
+		fmt.Fprintf(stdout, "wrote %s\n", p)
+	}
+
+	systemctl := "systemctl"
+	if in.UserManager {
+		systemctl = "systemctl --user"
+	}
+	fmt.Fprintf(stdout, "\nNext, start serving on port %d:\n\n", in.Port)
+	fmt.Fprintf(stdout, "  %s enable --now %s\n\n", systemctl, units.Socket(in.Name))
+	if len(existing) > 0 {
+		fmt.Fprintf(stdout, "If %s was running, restart it on the new units:\n\n  %s daemon-reload && %s restart %s\n\n", units.Service(in.Name), systemctl, systemctl, units.Service(in.Name))
+	}
+	fmt.Fprintf(stdout, "berth starts on the first connection. Then: berth status %s, berth logs %s.\n", in.Name, in.Name)
+	if in.UserManager {
+		fmt.Fprintln(stdout, "To keep it serving while you are logged out: loginctl enable-linger")
+	}
+	return 0
+}
+
+// userUnitDir is where a user's own manager reads units:
+// $XDG_CONFIG_HOME/systemd/user, by default ~/.config/systemd/user.
+func (env initEnv) userUnitDir() (string, error) {
+	if x := env.getenv("XDG_CONFIG_HOME"); filepath.IsAbs(x) {
+		return filepath.Join(x, "systemd", "user"), nil
+	}
+	home := env.getenv("HOME")
+	if !filepath.IsAbs(home) {
+		return "", errors.New("--user: HOME is not set, so there is no ~/.config/systemd/user")
+	}
+	return filepath.Join(home, ".config", "systemd", "user"), nil
+}
+
+// writeFileAtomic writes data to path through a temporary file in the same
+// directory, so that systemd never reads half a unit.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(perm)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
