@@ -1,0 +1,250 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"berth/packaging/testenv"
+)
+
+// End-to-end tests of real Node apps and frameworks, installed from npm into
+// spawner/loader/testdata/apps by spawner/loader/testdata/install.sh, each
+// served by berth with 2 workers and reached through berth's public port.
+
+// testAppsDir holds the npm test apps, one directory each.
+const testAppsDir = "../../spawner/loader/testdata/apps"
+
+// testAppsInstall runs install.sh once per test binary.
+var testAppsInstall struct {
+	once sync.Once
+	err  error
+}
+
+// needTestApps installs the test apps' npm packages (a no-op when they are
+// installed already, as .ci/run does) or skips the test without them.
+func needTestApps(t *testing.T) {
+	t.Helper()
+	testenv.NeedCommand(t, "node")
+	testenv.NeedCommand(t, "npm")
+	testAppsInstall.once.Do(func() {
+		out, err := exec.Command("sh", "../../spawner/loader/testdata/install.sh").CombinedOutput()
+		if err != nil {
+			testAppsInstall.err = fmt.Errorf("spawner/loader/testdata/install.sh: %w: %s", err, out)
+		}
+	})
+	if testAppsInstall.err != nil {
+		testenv.Need(t, false, "npm packages of the test apps: "+testAppsInstall.err.Error())
+	}
+}
+
+// appReply is what every test app answers on /.
+type appReply struct {
+	App         string `json:"app"`
+	Pid         int    `json:"pid"`
+	Greeting    string `json:"greeting"`    // esm
+	MetricsPort int    `json:"metricsPort"` // explicit
+	ProxiedBy   string `json:"proxiedBy"`   // proxy
+}
+
+// serveTestApp serves the test app in dir with 2 workers and waits until
+// both are ready.
+func serveTestApp(t *testing.T, dir string, args ...string) *berthProc {
+	t.Helper()
+	needTestApps(t)
+	b := startBerth(t, filepath.Join(testAppsDir, dir), append([]string{"--workers", "2"}, args...)...)
+	b.WaitForN(`msg="worker ready"`, 2, 30*time.Second)
+	return b
+}
+
+// getAppReply does a GET on url and decodes the app's JSON answer.
+func getAppReply(t *testing.T, url string) appReply {
+	t.Helper()
+	code, body := get(t, nil, url)
+	var r appReply
+	if err := json.Unmarshal([]byte(body), &r); code != 200 || err != nil {
+		t.Fatalf("GET %s: %d %q (%v)", url, code, body, err)
+	}
+	return r
+}
+
+// repliesFromBothWorkers sends requests to berth until two worker pids
+// answered (at most 20) and returns the replies.
+func repliesFromBothWorkers(t *testing.T, b *berthProc, wantApp string) []appReply {
+	t.Helper()
+	var replies []appReply
+	pids := map[int]bool{}
+	for i := 0; i < 20 && len(pids) < 2; i++ {
+		r := getAppReply(t, b.URL+"/")
+		if r.App != wantApp || r.Pid == 0 {
+			t.Fatalf("request %d: answered by app %q pid %d, want %q", i, r.App, r.Pid, wantApp)
+		}
+		pids[r.Pid] = true
+		replies = append(replies, r)
+	}
+	if len(pids) != 2 {
+		t.Fatalf("20 requests reached %d worker pids, want 2", len(pids))
+	}
+	return replies
+}
+
+func TestNodeFrameworks(t *testing.T) {
+	tests := []struct {
+		name string
+		dir  string
+		args []string
+		app  string // the "app" field of the answer
+		// check, if set, checks the replies further.
+		check func(t *testing.T, b *berthProc, replies []appReply)
+	}{
+		{name: "express 5", dir: "express5", app: "express5"},
+		{name: "express-generator bin/www", dir: "www", args: []string{"--startup-file", "bin/www"}, app: "www",
+			check: func(t *testing.T, b *berthProc, _ []appReply) {
+				b.WaitFor(`www listening on pipe /`, 5*time.Second)
+			}},
+		{name: "koa", dir: "koa", app: "koa"},
+		{name: "fastify 5 listen({port:3000})", dir: "fastify", app: "fastify"},
+		{name: "hapi server({port:3000})", dir: "hapi", app: "hapi"},
+		{name: "ESM with top-level await", dir: "esm", args: []string{"--startup-file", "app.mjs"}, app: "esm",
+			check: func(t *testing.T, _ *berthProc, replies []appReply) {
+				if g := replies[0].Greeting; g != "top-level await done" {
+					t.Errorf("greeting %q, want the value awaited at the top level", g)
+				}
+			}},
+		{name: "explicit selection (Passenger style)", dir: "explicit", app: "explicit",
+			check: func(t *testing.T, _ *berthProc, replies []appReply) {
+				// The metrics server listened first but was not served; it
+				// still answers on its own port, in every worker.
+				for _, r := range replies {
+					code, body := get(t, nil, fmt.Sprintf("http://127.0.0.1:%d/", r.MetricsPort))
+					if want := fmt.Sprintf("metrics of %d", r.Pid); code != 200 || body != want {
+						t.Errorf("metrics server of pid %d: %d %q, want %q", r.Pid, code, body, want)
+					}
+				}
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := serveTestApp(t, tt.dir, tt.args...)
+			replies := repliesFromBothWorkers(t, b, tt.app)
+			if tt.check != nil {
+				tt.check(t, b, replies)
+			}
+		})
+	}
+}
+
+func TestHTTPSAppServedThroughBerth(t *testing.T) {
+	certPath, keyPath := writeTestCert(t, t.TempDir())
+	b := serveTestApp(t, "https", "--env", "TLS_CERT="+certPath, "--env", "TLS_KEY="+keyPath)
+	repliesFromBothWorkers(t, b, "https")
+}
+
+func TestSocketIOWebsocketThroughBerth(t *testing.T) {
+	b := serveTestApp(t, "socketio")
+	repliesFromBothWorkers(t, b, "socketio")
+	for i := 0; i < 3; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		out, err := exec.CommandContext(ctx, "node", filepath.Join(testAppsDir, "socketio", "client.js"), b.URL).CombinedOutput()
+		cancel()
+		if err != nil {
+			t.Fatalf("socket.io client through berth: %v\n%s", err, out)
+		}
+		var got struct {
+			Transport string `json:"transport"`
+			Echo      string `json:"echo"`
+			Pid       int    `json:"pid"`
+		}
+		if err := json.Unmarshal(out, &got); err != nil {
+			t.Fatalf("socket.io client printed %q: %v", out, err)
+		}
+		if got.Transport != "websocket" || got.Echo != "hello over websocket" || got.Pid == 0 {
+			t.Errorf("round trip %d: %+v, want the echo over websocket from a worker", i, got)
+		}
+	}
+}
+
+func TestHTTPProxyAppWithTwoServers(t *testing.T) {
+	targetPort := freeTCPPort(t)
+	b := serveTestApp(t, "proxy", "--env", fmt.Sprintf("TARGET_PORT=%d", targetPort))
+	// Every answer comes from the target server, which only one worker
+	// could bind; both workers' proxies (the served servers) forward to it.
+	proxies := map[string]bool{}
+	targets := map[int]bool{}
+	for i := 0; i < 20 && len(proxies) < 2; i++ {
+		r := getAppReply(t, b.URL+"/")
+		if r.App != "proxy-target" || r.ProxiedBy == "" {
+			t.Fatalf("request %d: %+v, want an answer of the target through a proxy", i, r)
+		}
+		proxies[r.ProxiedBy] = true
+		targets[r.Pid] = true
+	}
+	if len(proxies) != 2 || len(targets) != 1 {
+		t.Errorf("answers proxied by %d workers from %d targets, want 2 proxies and 1 target", len(proxies), len(targets))
+	}
+	// The second port still works directly.
+	r := getAppReply(t, fmt.Sprintf("http://127.0.0.1:%d/", targetPort))
+	if r.App != "proxy-target" || r.ProxiedBy != "" {
+		t.Errorf("target port answered %+v, want the target without proxy", r)
+	}
+	// The worker that found the port taken said so and kept running.
+	b.WaitFor(`failed, the worker keeps running without it`, 5*time.Second)
+}
+
+// freeTCPPort returns a loopback TCP port that was free a moment ago.
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// writeTestCert writes a self-signed certificate for localhost and its key
+// into dir.
+func writeTestCert(t *testing.T, dir string) (certPath, keyPath string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "localhost"},
+		DNSNames:     []string{"localhost"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPath, keyPath = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return certPath, keyPath
+}
