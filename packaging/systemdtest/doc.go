@@ -64,6 +64,18 @@
 // (PATH, HOME=/root, LANG=C.UTF-8, SYSTEMD_PAGER=, SYSTEMD_COLORS=0); the
 // host's environment is not passed on. Their exit status is the command's.
 //
-// PID reports the host pid of the container's systemd, for tests that need
-// /proc/PID/... or nsenter themselves.
+// When a command's context ends, its whole process group is killed (nsenter
+// forks to enter the pid namespace, so killing nsenter alone would leave the
+// command running).
+//
+// WaitJournal polls `journalctl --output=cat ARGS…` until a line contains a
+// string, for checking what a service logged: journald stores output
+// asynchronously, and `journalctl --follow` in systemd 252 can miss a unit
+// that had no entries when it started.
+//
+// WriteFile and CopyFile bring files in (written from inside, so paths
+// resolve as the container sees them). PID reports the host pid of the
+// container's systemd, for tests that need /proc/PID/... (the container's
+// files are under /proc/PID/root, its system bus socket at
+// /proc/PID/root/run/dbus/system_bus_socket) or nsenter themselves.
 package systemdtest
