@@ -45,10 +45,11 @@
 //	//	u.Socket.Name, "fail", u.Socket.Properties,
 //	//	[]dbus.PropertyCollection{u.Service.Aux()})
 //
-// The worker is bound to Parent (BindsTo, PartOf, After) and collected when
-// it ends (CollectMode=inactive-or-failed). Its service runs in the app's
+// The worker is bound to Parent (BindsTo, PartOf), ordered before it
+// (Before: see Worker.Parent) and collected when it ends
+// (CollectMode=inactive-or-failed). Its service runs in the app's
 // slice with SyslogIdentifier=NAME, the limits asked for, and the sandbox
 // that Sandbox lists unless Worker.NoSandbox is set. Its socket is
-// ListenStream=Worker.Socket, mode 0600, owned by Worker.SocketUser,
-// FileDescriptorName=berth, removed when the socket unit stops.
+// ListenStream=Worker.Socket, mode 0600, owned by Worker.SocketUser (root
+// by default), FileDescriptorName=berth, removed when the socket unit stops.
 package units

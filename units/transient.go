@@ -23,8 +23,12 @@ type Worker struct {
 	// CheckWorker).
 	Name string
 	// Parent is berth's own unit (e.g. myapp.service). The worker's units
-	// are bound to it (BindsTo=, PartOf=, After=), so systemd stops them
-	// when berth stops or dies. Required.
+	// are bound to it (BindsTo=, PartOf=), so systemd stops them when berth
+	// stops or dies, and ordered before it (Before=): berth, Type=notify,
+	// is not ready before its first workers are, so After= would hold
+	// their start jobs until berth's own timed out; and on stop, berth
+	// stops first, draining its requests into workers that still run.
+	// Required.
 	Parent string
 
 	// Argv is the command line; Argv[0] must be an absolute path (systemd
@@ -49,7 +53,9 @@ type Worker struct {
 	// SocketUser owns the socket file (SocketUser=); only it may connect
 	// (mode 0600). It must be berth's own user, since berth proxies to the
 	// socket; the worker gets the socket as fd 3 and needs no access to the
-	// path. If empty, root.
+	// path. If empty or "root", SocketUser= is left out: root owns the
+	// socket anyway, and naming an owner makes systemd fork a helper to
+	// chown it, one more process that can fail.
 	SocketUser string
 
 	// MemoryMax caps the worker's memory in bytes (MemoryMax=). If zero,
@@ -103,19 +109,21 @@ func TransientUnits(w Worker) (Transient, error) {
 	binding := []sd.Property{
 		sd.PropBindsTo(w.Parent),
 		prop("PartOf", []string{w.Parent}),
-		sd.PropAfter(w.Parent),
+		sd.PropBefore(w.Parent),
 		prop("CollectMode", "inactive-or-failed"),
 	}
 
 	sock := []sd.Property{
 		sd.PropDescription(fmt.Sprintf("berth worker %s socket of %s", w.Name, w.App)),
 		prop("Listen", []listen{{"Stream", w.Socket}}),
-		prop("SocketUser", or(w.SocketUser, "root")),
 		prop("SocketMode", uint32(0o600)),
 		prop("FileDescriptorName", WorkerSocketName),
 		prop("RemoveOnStop", true),
 		// No Service=: systemd refuses it on a transient socket, and the
 		// service of the same name is the one it activates.
+	}
+	if w.SocketUser != "" && w.SocketUser != "root" {
+		sock = append(sock, prop("SocketUser", w.SocketUser))
 	}
 	sock = append(sock, binding...)
 
@@ -243,11 +251,4 @@ type allowList struct {
 
 func prop(name string, v any) sd.Property {
 	return sd.Property{Name: name, Value: godbus.MakeVariant(v)}
-}
-
-func or(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }

@@ -84,7 +84,7 @@ func TestTransientUnits(t *testing.T) {
 		{u.Service, "User", "s", "nobody"},
 		{u.Service, "BindsTo", "as", "[units-parent.service]"},
 		{u.Service, "PartOf", "as", "[units-parent.service]"},
-		{u.Service, "After", "as", "[units-parent.service]"},
+		{u.Service, "Before", "as", "[units-parent.service]"},
 		{u.Service, "CollectMode", "s", "inactive-or-failed"},
 		{u.Service, "MemoryMax", "t", "268435456"},
 		{u.Service, "CPUQuotaPerSecUSec", "t", "500000"},
@@ -97,7 +97,7 @@ func TestTransientUnits(t *testing.T) {
 		{u.Service, "SystemCallFilter", "(bas)", ""},
 		{u.Service, "CapabilityBoundingSet", "t", "0"},
 		{u.Socket, "Listen", "a(ss)", "[{Stream /run/berth/my-app/w1.sock}]"},
-		{u.Socket, "SocketUser", "s", "root"},
+		{u.Socket, "Before", "as", "[units-parent.service]"},
 		{u.Socket, "SocketMode", "u", "384"},
 		{u.Socket, "FileDescriptorName", "s", "berth"},
 		{u.Socket, "RemoveOnStop", "b", "true"},
@@ -123,6 +123,12 @@ func TestTransientUnits(t *testing.T) {
 	}
 	if _, ok := svc["Group"]; ok {
 		t.Error("Group set though Worker.Group is empty")
+	}
+	if _, ok := sock["SocketUser"]; ok {
+		t.Error("SocketUser set though Worker.SocketUser is empty")
+	}
+	if _, ok := svc["After"]; ok {
+		t.Error("After= set: it would hold the worker until its Type=notify parent is ready")
 	}
 }
 
@@ -155,6 +161,23 @@ func TestTransientUnitsOptions(t *testing.T) {
 		}
 		if got := fmt.Sprint(m["ReadWritePaths"].Value()); got != "[/home/alice/app]" {
 			t.Errorf("ReadWritePaths = %v, want [/home/alice/app]", got)
+		}
+	})
+	t.Run("socket user", func(t *testing.T) {
+		for user, want := range map[string]string{"": "", "root": "", "berth": "berth"} {
+			w := testWorker()
+			w.SocketUser = user
+			u, err := TransientUnits(w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := ""
+			if v, ok := props(t, u.Socket.Properties)["SocketUser"]; ok {
+				got = v.Value().(string)
+			}
+			if got != want {
+				t.Errorf("SocketUser %q gives SocketUser=%q, want %q", user, got, want)
+			}
 		}
 	})
 	t.Run("root worker keeps capabilities", func(t *testing.T) {
@@ -281,7 +304,7 @@ func TestTransientUnitsOnSystemd(t *testing.T) {
 	}
 	sock := show(u.Socket.Name, "SocketMode", "SocketUser", "FileDescriptorName", "RemoveOnStop", "BindsTo", "Listen")
 	for k, v := range map[string]string{
-		"SocketMode": "0600", "SocketUser": "root", "FileDescriptorName": "berth", "RemoveOnStop": "yes",
+		"SocketMode": "0600", "SocketUser": "", "FileDescriptorName": "berth", "RemoveOnStop": "yes",
 		"BindsTo": "units-parent.service", "Listen": w.Socket + " (Stream)",
 	} {
 		if sock[k] != v {
