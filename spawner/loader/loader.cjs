@@ -247,7 +247,17 @@ function main() {
     if (args[0] !== null && typeof args[0] === 'object' && args[0].signal) {
       options.signal = args[0].signal;
     }
+    // The worker socket itself failing to listen (fd 3 not a listening
+    // socket) is fatal as Node would have it, with a note saying why.
+    const onError = (err) => {
+      note(`the served server (listen at ${site}) cannot use the worker socket, fd ${worker.fd}: ${err.message}`);
+      if (server.listenerCount('error') === 1) {
+        throw err;
+      }
+    };
+    server.on('error', onError);
     server.once('listening', () => {
+      server.removeListener('error', onError);
       sendReady(worker.readySocket);
       process.on('SIGTERM', onSIGTERM);
     });
@@ -320,9 +330,8 @@ function main() {
     // Requests that still arrive on open keep-alive connections are answered
     // with "Connection: close".
     server.prependListener('request', (req, res) => {
-      if (!res.headersSent) {
-        res.shouldKeepAlive = false;
-        res.setHeader('Connection', 'close');
+      if (typeof res.shouldKeepAlive === 'boolean') {
+        res.shouldKeepAlive = false; // HTTP/1: Node sends "Connection: close"
       }
     });
     const sweep =

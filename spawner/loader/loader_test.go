@@ -569,15 +569,21 @@ func TestShutdownOnSIGTERM(t *testing.T) {
 			io.ReadAll(resp.Body)
 			resp.Body.Close()
 
-			// A request in flight: the first part has arrived.
-			c := unixClient(w.sock)
-			slow, err := c.Get("http://worker/slow")
+			// A request in flight on a keep-alive connection: the first
+			// part has arrived.
+			busy, err := net.Dial("unix", w.sock)
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer slow.Body.Close()
-			slowReader := bufio.NewReader(slow.Body)
-			if line, err := slowReader.ReadString('\n'); err != nil || line != "first part\n" {
+			defer busy.Close()
+			busyReader := bufio.NewReader(busy)
+			fmt.Fprint(busy, "GET /slow HTTP/1.1\r\nHost: worker\r\n\r\n")
+			slow, err := http.ReadResponse(busyReader, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			slowBody := bufio.NewReader(slow.Body)
+			if line, err := slowBody.ReadString('\n'); err != nil || line != "first part\n" {
 				t.Fatalf("slow response started with %q, %v", line, err)
 			}
 
@@ -585,6 +591,7 @@ func TestShutdownOnSIGTERM(t *testing.T) {
 				t.Fatal(err)
 			}
 
+			// The idle connection is closed at once: the loader is draining.
 			idle.SetReadDeadline(time.Now().Add(5 * time.Second))
 			if n, err := idleReader.Read(make([]byte, 1)); err != io.EOF {
 				t.Errorf("idle keep-alive connection: read %d bytes, %v; want EOF", n, err)
@@ -593,9 +600,27 @@ func TestShutdownOnSIGTERM(t *testing.T) {
 			// idle connection, but the kernel may let a connect in just
 			// before; wait (bounded) for refusal.
 			waitRefused(t, w.sock, 5*time.Second)
-			rest, err := io.ReadAll(slowReader)
+
+			// A request that arrives on the busy connection now is answered
+			// with "Connection: close", after the in-flight one completes.
+			fmt.Fprint(busy, "GET / HTTP/1.1\r\nHost: worker\r\n\r\n")
+			busy.SetReadDeadline(time.Now().Add(5 * time.Second))
+			rest, err := io.ReadAll(slowBody)
 			if err != nil || string(rest) != "second part\n" {
 				t.Errorf("in-flight response ended with %q, %v; want %q", rest, err, "second part\n")
+			}
+			slow.Body.Close()
+			late, err := http.ReadResponse(busyReader, nil)
+			if err != nil {
+				t.Fatalf("request sent during shutdown: %v", err)
+			}
+			io.ReadAll(late.Body)
+			late.Body.Close()
+			if !late.Close {
+				t.Errorf("response during shutdown has Connection %q, want close", late.Header.Get("Connection"))
+			}
+			if n, err := busyReader.Read(make([]byte, 1)); err != io.EOF {
+				t.Errorf("busy connection after its last response: read %d bytes, %v; want EOF", n, err)
 			}
 
 			if err := w.waitExit(t, 10*time.Second); err != nil {
