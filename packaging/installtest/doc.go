@@ -5,9 +5,11 @@
 // are in the journal and that the workers run as units; then it checks that
 // `apt remove berth` stops everything berth started and that `apt purge
 // berth` leaves no berth file behind but the app and the units berth init
-// wrote.
+// wrote. TestRPMInstallErase does the same with the .rpm (rpm -i, rpm -e),
+// for the RPM scriptlets.
 //
-// It needs root, systemd-nspawn and what `make deb` needs (debhelper); it
-// skips without them, or fails under BERTH_TEST_STRICT=1. It builds the .deb
-// with `make deb` unless BERTH_DEB names one already built.
+// It needs root, systemd-nspawn and what `make deb` and `make rpm` need
+// (debhelper, rpm); it skips without them, or fails under
+// BERTH_TEST_STRICT=1. It builds the packages unless BERTH_DEB and BERTH_RPM
+// name ones already built.
 package installtest

@@ -70,46 +70,8 @@ func TestInstallRemovePurge(t *testing.T) {
 		t.Fatal("berth is not installed; nothing else can be checked")
 	}
 
-	t.Run("berth init", func(t *testing.T) {
-		m.MustRun(t, "useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", app)
-		copyApp(t, m)
-		out, err := m.Run(t.Context(), "berth", "init", appDir, "--name", app, "--port", strconv.Itoa(port))
-		if err != nil {
-			t.Errorf("berth init: %v", err)
-			// Write the very units berth init renders, so that the steps
-			// after this one can still run.
-			writeUnitsWithoutInit(t, m, port)
-		} else {
-			t.Logf("berth init:\n%s", out)
-		}
-		for _, u := range []string{app + ".socket", app + ".service"} {
-			if _, err := m.Run(t.Context(), "test", "-f", "/etc/systemd/system/"+u); err != nil {
-				t.Errorf("berth init wrote no /etc/systemd/system/%s", u)
-			}
-		}
-	})
-
-	t.Run("systemctl enable --now", func(t *testing.T) {
-		m.MustRun(t, "systemctl", "daemon-reload")
-		m.MustRun(t, "systemctl", "enable", "--now", app+".socket")
-		body, err := get(t.Context(), url, 90*time.Second)
-		if err != nil {
-			t.Fatalf("%v\n%s", err, diagnose(m))
-		}
-		if !strings.HasPrefix(body, "hello from pid ") {
-			t.Errorf("GET %s: body %q, want the hello app's answer", url, body)
-		}
-		// The request started berth. `systemctl start` now waits for the
-		// start job already running, until berth sends READY=1.
-		ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
-		defer cancel()
-		if _, err := m.Run(ctx, "systemctl", "start", app+".service"); err != nil {
-			t.Errorf("%s did not become ready: %v\n%s", app, err, diagnose(m))
-		}
-		if got := active(t, m, app+".service"); got != "active" {
-			t.Errorf("%s is %s after the first request, want active", app, got)
-		}
-	})
+	t.Run("berth init", func(t *testing.T) { initApp(t, m, port) })
+	t.Run("systemctl enable --now", func(t *testing.T) { enableApp(t, m, url) })
 
 	t.Run("journal", func(t *testing.T) {
 		// berth's own lines: journal entries of hello.service written by
@@ -164,22 +126,7 @@ func TestInstallRemovePurge(t *testing.T) {
 		apt(t, m, "remove", "berth")
 		t.Logf("apt remove took %s", time.Since(start).Round(time.Millisecond))
 
-		for _, u := range []string{app + ".socket", app + ".service"} {
-			if got := active(t, m, u); got != "inactive" && got != "failed" {
-				t.Errorf("after apt remove, %s is %s", u, got)
-			}
-		}
-		if list := m.MustRun(t, "systemctl", "list-units", "--state=active", "--plain", "--no-legend",
-			"berth-*.service", "berth-*.socket", "berth-*.slice", "berth.slice"); strings.TrimSpace(list) != "" {
-			t.Errorf("after apt remove, berth units still active:\n%s", list)
-		}
-		if procs := berthProcesses(t, m); procs != "" {
-			t.Errorf("after apt remove, berth's processes still run:\n%s", procs)
-		}
-		if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second); err == nil {
-			c.Close()
-			t.Errorf("after apt remove, port %d still accepts connections", port)
-		}
+		assertStopped(t, m, port)
 		if got := status(t, m); got != "deinstall ok config-files" {
 			t.Errorf("dpkg status after remove: %q, want config-files", got)
 		}
@@ -194,16 +141,91 @@ func TestInstallRemovePurge(t *testing.T) {
 			t.Errorf("dpkg still knows berth after purge: %s", out)
 		}
 		mustExist(t, m, userFiles()...)
-		var left []string
-		for _, p := range berthPaths(t, m) {
-			if !slices.Contains(before, p) && !strings.HasPrefix(p, appDir+"/") {
-				left = append(left, p)
-			}
-		}
-		if len(left) > 0 {
-			t.Errorf("apt purge left berth files behind:\n%s", strings.Join(left, "\n"))
-		}
+		assertNoBerthFiles(t, m, before)
 	})
+}
+
+// initApp makes the app's user, copies examples/hello to appDir and runs
+// berth init for port.
+func initApp(t *testing.T, m *systemdtest.Machine, port int) {
+	m.MustRun(t, "useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", app)
+	copyApp(t, m)
+	out, err := m.Run(t.Context(), "berth", "init", appDir, "--name", app, "--port", strconv.Itoa(port))
+	if err != nil {
+		t.Errorf("berth init: %v", err)
+		// Write the very units berth init renders, so that the steps
+		// after this one can still run.
+		writeUnitsWithoutInit(t, m, port)
+	} else {
+		t.Logf("berth init:\n%s", out)
+	}
+	for _, u := range []string{app + ".socket", app + ".service"} {
+		if _, err := m.Run(t.Context(), "test", "-f", "/etc/systemd/system/"+u); err != nil {
+			t.Errorf("berth init wrote no /etc/systemd/system/%s", u)
+		}
+	}
+}
+
+// enableApp enables and starts the app's socket, and wants the first
+// request to url to start berth and reach the app.
+func enableApp(t *testing.T, m *systemdtest.Machine, url string) {
+	m.MustRun(t, "systemctl", "daemon-reload")
+	m.MustRun(t, "systemctl", "enable", "--now", app+".socket")
+	body, err := get(t.Context(), url, 90*time.Second)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, diagnose(m))
+	}
+	if !strings.HasPrefix(body, "hello from pid ") {
+		t.Errorf("GET %s: body %q, want the hello app's answer", url, body)
+	}
+	// The request started berth. `systemctl start` now waits for the
+	// start job already running, until berth sends READY=1.
+	ctx, cancel := context.WithTimeout(t.Context(), 90*time.Second)
+	defer cancel()
+	if _, err := m.Run(ctx, "systemctl", "start", app+".service"); err != nil {
+		t.Errorf("%s did not become ready: %v\n%s", app, err, diagnose(m))
+	}
+	if got := active(t, m, app+".service"); got != "active" {
+		t.Errorf("%s is %s after the first request, want active", app, got)
+	}
+}
+
+// assertStopped checks that nothing of berth runs any more: the app's units
+// are down, no worker unit is active, no berth or app process is left, and
+// the port is closed.
+func assertStopped(t *testing.T, m *systemdtest.Machine, port int) {
+	t.Helper()
+	for _, u := range []string{app + ".socket", app + ".service"} {
+		if got := active(t, m, u); got != "inactive" && got != "failed" {
+			t.Errorf("after removal, %s is %s", u, got)
+		}
+	}
+	if list := m.MustRun(t, "systemctl", "list-units", "--state=active", "--plain", "--no-legend",
+		"berth-*.service", "berth-*.socket", "berth-*.slice", "berth.slice"); strings.TrimSpace(list) != "" {
+		t.Errorf("after removal, berth units still active:\n%s", list)
+	}
+	if procs := berthProcesses(t, m); procs != "" {
+		t.Errorf("after removal, berth's processes still run:\n%s", procs)
+	}
+	if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second); err == nil {
+		c.Close()
+		t.Errorf("after removal, port %d still accepts connections", port)
+	}
+}
+
+// assertNoBerthFiles checks that no file or directory named *berth* has
+// appeared since before (berthPaths), except in the app directory.
+func assertNoBerthFiles(t *testing.T, m *systemdtest.Machine, before []string) {
+	t.Helper()
+	var left []string
+	for _, p := range berthPaths(t, m) {
+		if !slices.Contains(before, p) && !strings.HasPrefix(p, appDir+"/") {
+			left = append(left, p)
+		}
+	}
+	if len(left) > 0 {
+		t.Errorf("apt purge left berth files behind:\n%s", strings.Join(left, "\n"))
+	}
 }
 
 // debPackage returns the .deb to install: $BERTH_DEB, or one `make deb`
