@@ -48,7 +48,11 @@
 //   - The tmpfs and the overlay are mounted in a private mount namespace
 //     (unshare), so the host never sees them mounted, and they vanish with
 //     the container even if the test binary is killed: systemd-nspawn runs
-//     with a parent-death signal that powers the container off.
+//     with a parent-death signal that powers the container off. (Linux
+//     sends that signal when the OS thread that started it exits, so do
+//     not boot from a goroutine that called runtime.LockOSThread and exits
+//     locked.) Only the empty mount point, a directory in the temp dir, is
+//     left behind then.
 //   - It boots berth-test.target (basic.target plus D-Bus and journald), not
 //     the host's default target, so the host's enabled services (databases,
 //     getty) do not start.
