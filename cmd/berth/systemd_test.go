@@ -22,7 +22,7 @@ import (
 
 // The tests in this file run berth as a real systemd service inside a
 // throwaway container (package systemdtest): the socket and service units
-// that `berth init` writes, socket activation, workers as transient units
+// that `berth init` writes there, socket activation, workers as transient units
 // over D-Bus, sd_notify, the journal. They share one container and run in
 // order, each leaving the app serving for the next.
 
@@ -104,23 +104,23 @@ func bootBox(t *testing.T) *sdBox {
 }
 
 // installApp writes the units `berth init` makes for app (serving
-// sdAppDir on port), with a drop-in that adds berth serve flags as an
-// administrator would with `systemctl edit`.
+// sdAppDir on port, with serve flags as an administrator would give them
+// after "--") and reloads systemd.
+//
+// TODO: run `berth init` in the container once main dispatches it.
 func (b *sdBox) installApp(t *testing.T, app string, port int, flags string) {
 	t.Helper()
-	ctx := t.Context()
-	files, err := units.Init{Name: app, AppDir: sdAppDir, Port: port, Berth: "/usr/local/bin/berth"}.Files()
+	files, err := units.Init{
+		Name: app, AppDir: sdAppDir, Port: port, Berth: "/usr/local/bin/berth",
+		ServeArgs: strings.Fields(flags + " --log-level debug"),
+	}.Files()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range files {
-		if err := b.m.WriteFile(ctx, "/etc/systemd/system/"+f.Name, f.Data, 0o644); err != nil {
+		if err := b.m.WriteFile(t.Context(), "/etc/systemd/system/"+f.Name, f.Data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-	}
-	dropIn := "[Service]\nExecStart=\nExecStart=/usr/local/bin/berth serve " + sdAppDir + " --name " + app + " " + flags + " --log-level debug\n"
-	if err := b.m.WriteFile(ctx, "/etc/systemd/system/"+app+".service.d/flags.conf", []byte(dropIn), 0o644); err != nil {
-		t.Fatal(err)
 	}
 	b.m.MustRun(t, "systemctl", "daemon-reload")
 }
@@ -411,13 +411,19 @@ func (b *sdBox) testJournal(t *testing.T) {
 	if out := b.m.MustRun(t, "journalctl", "--no-pager", "-o", "cat", "-u", units.WorkerGlob(sdName)); !strings.Contains(out, want) {
 		t.Errorf("journalctl -u %s does not show %q:\n%s", units.WorkerGlob(sdName), want, out)
 	}
-	if b.m.Command(t.Context(), "berth", "logs", "--help").Run() == nil {
-		out := b.m.MustRun(t, "berth", "logs", sdName)
-		if !strings.Contains(out, want) {
-			t.Errorf("berth logs %s does not show %q:\n%s", sdName, want, out)
-		}
-	} else {
-		t.Log("berth logs is not there yet; checked journalctl only")
+	out, err := b.m.Run(t.Context(), "berth", "logs", sdName)
+	if strings.Contains(out, `unknown command "logs"`) {
+		t.Log("berth logs is not dispatched by main yet; checked journalctl only")
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, want) {
+		t.Errorf("berth logs %s does not show %q:\n%s", sdName, want, out)
+	}
+	if !strings.Contains(out, "worker ready") {
+		t.Errorf("berth logs %s does not show berth's own lines:\n%s", sdName, out)
 	}
 }
 

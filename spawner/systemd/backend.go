@@ -409,9 +409,7 @@ func (b *Backend) create(ctx context.Context, sl *slot, spec spawner.Spec) error
 	if tu, err = units.TransientUnits(uw); err != nil {
 		return err
 	}
-	sockProps := adjust(tu.Socket.Properties)
-	svc := tu.Service
-	svc.Properties = adjust(svc.Properties)
+	sockProps, svc := tu.Socket.Properties, tu.Service
 	for attempt := 0; ; attempt++ {
 		reuse, err := b.clear(ctx, sl, digest)
 		if err != nil {
@@ -458,33 +456,6 @@ func unitsDigest(tu units.Transient) string {
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16]
-}
-
-// adjust changes two of the properties package units gives:
-//
-//   - It orders a worker's units before berth's own unit rather than after
-//     it. After= would hold a worker's start job until berth's own start
-//     job is over — and berth (Type=notify) is not ready before its workers
-//     are, so the first workers would wait out the spawn timeout. Before=
-//     also gives the stop order berth needs: on `systemctl stop`/`restart`
-//     berth stops first, draining its requests into workers that still
-//     run, and the workers and their sockets stop after it.
-//   - It drops SocketUser=root: root owns the socket anyway, and naming an
-//     owner makes systemd fork a helper process to chown the socket, one
-//     more process that can fail to start.
-func adjust(props []sd.Property) []sd.Property {
-	out := make([]sd.Property, 0, len(props))
-	for _, p := range props {
-		if p.Name == "After" {
-			p.Name = "Before"
-		}
-		var owner string
-		if p.Name == "SocketUser" && p.Value.Store(&owner) == nil && owner == "root" {
-			continue
-		}
-		out = append(out, p)
-	}
-	return out
 }
 
 // leftoverGrace is how long clear waits for stopped leftover units to be

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	sd "github.com/coreos/go-systemd/v22/dbus"
 	godbus "github.com/godbus/dbus/v5"
 
 	"berth/units"
@@ -27,39 +26,6 @@ func testUnits(t *testing.T, mem uint64) units.Transient {
 		t.Fatal(err)
 	}
 	return tu
-}
-
-func propMap(ps []sd.Property) map[string]godbus.Variant {
-	m := map[string]godbus.Variant{}
-	for _, p := range ps {
-		m[p.Name] = p.Value
-	}
-	return m
-}
-
-func TestAdjust(t *testing.T) {
-	tu := testUnits(t, 0)
-	for _, u := range []units.Unit{tu.Socket, tu.Service} {
-		got := propMap(adjust(u.Properties))
-		if _, ok := got["After"]; ok {
-			t.Errorf("%s: After= kept: %v", u.Name, got["After"])
-		}
-		var before []string
-		if err := got["Before"].Store(&before); err != nil || len(before) != 1 || before[0] != "my-app.service" {
-			t.Errorf("%s: Before = %v (%v), want [my-app.service]", u.Name, got["Before"], err)
-		}
-		if v, ok := got["SocketUser"]; ok {
-			t.Errorf("%s: SocketUser=%v kept; root is the default", u.Name, v)
-		}
-		var binds []string
-		if err := got["BindsTo"].Store(&binds); err != nil || len(binds) != 1 || binds[0] != "my-app.service" {
-			t.Errorf("%s: BindsTo = %v (%v)", u.Name, got["BindsTo"], err)
-		}
-	}
-	other := adjust([]sd.Property{{Name: "SocketUser", Value: godbus.MakeVariant("berth")}})
-	if len(other) != 1 {
-		t.Errorf("SocketUser=berth dropped: %v", other)
-	}
 }
 
 func TestUnitsDigest(t *testing.T) {
