@@ -19,6 +19,9 @@ Commands:
   serve [APP_DIR]   serve the app on several workers behind one port
   status [NAME]     show the workers of a running berth (--json for JSON)
   restart [NAME]    restart the workers one by one, without dropping requests
+  init APP_DIR --name NAME --port N
+                    write NAME.socket and NAME.service for systemd
+  logs NAME [-f]    show berth's and its workers' logs from the journal
   version           print berth's version
   help              print this help
 
@@ -45,6 +48,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runStatus(args[1:], stdout, stderr)
 	case "restart":
 		return runRestart(args[1:], stdout, stderr)
+	case "init":
+		return runInit(args[1:], stdout, stderr)
+	case "logs":
+		return runLogs(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "berth", version)
 		return 0
