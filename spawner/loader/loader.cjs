@@ -181,19 +181,67 @@ function isTLSServer(server) {
   return typeof server.setSecureContext === 'function' && typeof server.addContext === 'function';
 }
 
-// stripTLS makes a TLS server that berth serves take plain connections:
-// berth terminates TLS (or the client is on the machine), and talks plain
-// HTTP/1.1 over the worker socket. Each accepted connection is handed to the
-// server's secure-connection handling directly.
-function stripTLS(server) {
+// setForwardedPeer makes req.socket.remoteAddress (and remoteFamily) the
+// client's address: the last X-Forwarded-For entry, the one berth appended.
+// The worker socket is private to berth, so the header is berth's; over a
+// Unix socket Node would report undefined. Connections are reused across
+// clients, so it is set again for every request.
+function setForwardedPeer(req) {
+  const socket = req && req.socket;
+  if (!socket) {
+    return;
+  }
+  const xff = req.headers && req.headers['x-forwarded-for'];
+  const addr = typeof xff === 'string' ? xff.slice(xff.lastIndexOf(',') + 1).trim() : '';
+  try {
+    if (net.isIP(addr) === 0) {
+      // No (usable) header: Node's own value, not the previous request's.
+      delete socket.remoteAddress;
+      delete socket.remoteFamily;
+      return;
+    }
+    const prop = { configurable: true, enumerable: true, writable: true };
+    Object.defineProperty(socket, 'remoteAddress', { ...prop, value: addr });
+    Object.defineProperty(socket, 'remoteFamily', { ...prop, value: net.isIPv6(addr) ? 'IPv6' : 'IPv4' });
+  } catch (_) {
+    // An HTTP/2 stream's socket proxy refuses; it keeps Node's value.
+  }
+}
+
+// serveOnWorkerSocket adapts the served server to connections from berth
+// by wrapping its emit (adding listeners would change how Node treats
+// 'upgrade' and 'connect'):
+//   - a TLS server takes plain connections: berth terminates TLS (or the
+//     client is on the machine) and talks plain HTTP/1.1 over the worker
+//     socket, so each accepted connection goes straight to the server's
+//     secure-connection handling;
+//   - every request gets the client's address (setForwardedPeer);
+//   - once draining() is true, HTTP/1 responses close their connection.
+function serveOnWorkerSocket(server, draining) {
+  const tls = isTLSServer(server);
   const emit = server.emit;
   server.emit = function (event, ...args) {
-    if (event === 'connection') {
-      const socket = args[0];
-      // http2's secure server falls back to HTTP/1.1 (allowHTTP1) when ALPN
-      // chose no protocol.
-      socket.alpnProtocol = false;
-      return emit.call(this, 'secureConnection', socket);
+    switch (event) {
+      case 'connection':
+        if (tls) {
+          // http2's secure server falls back to HTTP/1.1 (allowHTTP1) when
+          // ALPN chose no protocol.
+          args[0].alpnProtocol = false;
+          return emit.call(this, 'secureConnection', args[0]);
+        }
+        break;
+      case 'request':
+      case 'checkContinue':
+      case 'checkExpectation':
+        setForwardedPeer(args[0]);
+        if (draining() && args[1] && typeof args[1].shouldKeepAlive === 'boolean') {
+          args[1].shouldKeepAlive = false; // Node sends "Connection: close"
+        }
+        break;
+      case 'upgrade':
+      case 'connect':
+        setForwardedPeer(args[0]);
+        break;
     }
     return emit.call(this, event, ...args);
   };
@@ -206,6 +254,7 @@ function main() {
   }
   dropOwnRequire(process.execArgv, __filename);
 
+  let stopping = false; // SIGTERM received: draining the served server
   const state = {
     autoInstall: true,
     served: null, // the server listening on fd 3
@@ -235,9 +284,7 @@ function main() {
   function install(server, args, site) {
     state.served = server;
     state.servedSite = site;
-    if (isTLSServer(server)) {
-      stripTLS(server);
-    }
+    serveOnWorkerSocket(server, () => stopping);
     const path = socketPath(worker.fd);
     server.address = function address() {
       return path;
@@ -317,7 +364,6 @@ function main() {
     return listenAsAsked(this, args, site);
   };
 
-  let stopping = false;
   function onSIGTERM() {
     if (stopping) {
       return;
@@ -327,13 +373,8 @@ function main() {
     api.emit('exit');
     const appHandlesSIGTERM = () => process.listeners('SIGTERM').some((l) => l !== onSIGTERM);
 
-    // Requests that still arrive on open keep-alive connections are answered
-    // with "Connection: close".
-    server.prependListener('request', (req, res) => {
-      if (typeof res.shouldKeepAlive === 'boolean') {
-        res.shouldKeepAlive = false; // HTTP/1: Node sends "Connection: close"
-      }
-    });
+    // From now on, requests that still arrive on open keep-alive
+    // connections are answered with "Connection: close" (serveOnWorkerSocket).
     const sweep =
       typeof server.closeIdleConnections === 'function'
         ? setInterval(() => server.closeIdleConnections(), IDLE_SWEEP_MS)

@@ -632,3 +632,56 @@ func TestShutdownOnSIGTERM(t *testing.T) {
 		})
 	}
 }
+
+func TestRemoteAddressFromForwardedFor(t *testing.T) {
+	w := startWorker(t, workerConfig{app: "unit/peer.js"})
+	w.waitReady(t)
+	c := unixClient(w.sock)
+	defer c.CloseIdleConnections()
+	tests := []struct {
+		xff        string // "" sends no header
+		wantAddr   *string
+		wantFamily *string
+	}{
+		{xff: "198.51.100.7", wantAddr: ptr("198.51.100.7"), wantFamily: ptr("IPv4")},
+		{xff: "203.0.113.9, 198.51.100.8", wantAddr: ptr("198.51.100.8"), wantFamily: ptr("IPv4")},
+		{xff: "2001:db8::1", wantAddr: ptr("2001:db8::1"), wantFamily: ptr("IPv6")},
+		{xff: "not an address"},
+		{xff: ""},
+	}
+	// One connection carries all requests, as berth reuses connections:
+	// each request gets its own client's address.
+	for _, tt := range tests {
+		t.Run(tt.xff, func(t *testing.T) {
+			req, _ := http.NewRequest("GET", "http://worker/", nil)
+			if tt.xff != "" {
+				req.Header.Set("X-Forwarded-For", tt.xff)
+			}
+			resp, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got struct {
+				RemoteAddress *string
+				RemoteFamily  *string
+			}
+			err = json.NewDecoder(resp.Body).Decode(&got)
+			resp.Body.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if str(got.RemoteAddress) != str(tt.wantAddr) || str(got.RemoteFamily) != str(tt.wantFamily) {
+				t.Errorf("remoteAddress %s, remoteFamily %s; want %s, %s", str(got.RemoteAddress), str(got.RemoteFamily), str(tt.wantAddr), str(tt.wantFamily))
+			}
+		})
+	}
+}
+
+func ptr(s string) *string { return &s }
+
+func str(p *string) string {
+	if p == nil {
+		return "undefined"
+	}
+	return *p
+}
