@@ -76,7 +76,16 @@ function takeEnvironment(env) {
 // dropOwnRequire removes "--require <this file>" (and its -r / = spellings)
 // from process.execArgv, which child_process.fork and cluster pass on.
 function dropOwnRequire(execArgv, self) {
-  const isSelf = (p) => p === self || p === './' + self;
+  const fs = require('node:fs');
+  const path = require('node:path');
+  const isSelf = (p) => {
+    if (typeof p !== 'string') return false;
+    try {
+      return fs.realpathSync(path.resolve(p)) === self;
+    } catch (_) {
+      return false;
+    }
+  };
   for (let i = 0; i < execArgv.length; i++) {
     const a = execArgv[i];
     if ((a === '--require' || a === '-r') && isSelf(execArgv[i + 1])) {
@@ -89,17 +98,26 @@ function dropOwnRequire(execArgv, self) {
   }
 }
 
-// callSite returns the first few stack frames of the app's listen() call,
-// skipping this file and Node's internals, for messages.
+// callSite describes where the app called listen(), for messages: the
+// first stack frame outside this file and Node's internals, and when that
+// is inside node_modules (a framework's listen), the first frame of the app
+// itself too.
 function callSite(skip) {
   const holder = {};
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 50;
   Error.captureStackTrace(holder, skip);
+  Error.stackTraceLimit = limit;
   const frames = String(holder.stack)
     .split('\n')
     .slice(1)
     .map((l) => l.trim().replace(/^at /, ''))
     .filter((l) => !l.includes(__filename) && !l.includes('(node:') && !l.startsWith('node:'));
-  return frames.slice(0, 3).join(' <- ') || '(unknown call site)';
+  if (frames.length === 0) {
+    return '(unknown call site)';
+  }
+  const app = frames.find((f) => !f.includes('/node_modules/'));
+  return app === undefined || app === frames[0] ? frames[0] : `${frames[0]}, called from ${app}`;
 }
 
 // selects reports whether listen() arguments name the served server
@@ -370,7 +388,6 @@ function main() {
     }
     stopping = true;
     const server = state.served;
-    api.emit('exit');
     const appHandlesSIGTERM = () => process.listeners('SIGTERM').some((l) => l !== onSIGTERM);
 
     // From now on, requests that still arrive on open keep-alive
@@ -389,13 +406,20 @@ function main() {
       // cleanup and exit by itself; don't keep the process alive for it.
       setTimeout(() => process.exit(0), APP_EXIT_GRACE_MS).unref();
     };
-    if (!server.listening) {
-      drained();
-      return;
+    const wasListening = server.listening; // the app may have closed it
+    if (wasListening) {
+      server.close(drained);
+      if (typeof server.closeIdleConnections === 'function') {
+        server.closeIdleConnections();
+      }
     }
-    server.close(drained);
-    if (typeof server.closeIdleConnections === 'function') {
-      server.closeIdleConnections();
+    try {
+      api.emit('exit');
+    } catch (err) {
+      note(`an 'exit' listener of berth/PhusionPassenger threw: ${(err && err.stack) || err}`);
+    }
+    if (!wasListening) {
+      drained();
     }
   }
 }
