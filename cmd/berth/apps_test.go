@@ -125,17 +125,8 @@ func TestNodeFrameworks(t *testing.T) {
 					t.Errorf("greeting %q, want the value awaited at the top level", g)
 				}
 			}},
-		{name: "explicit selection (Passenger style)", dir: "explicit", app: "explicit",
-			check: func(t *testing.T, _ *berthProc, replies []appReply) {
-				// The metrics server listened first but was not served; it
-				// still answers on its own port, in every worker.
-				for _, r := range replies {
-					code, body := get(t, nil, fmt.Sprintf("http://127.0.0.1:%d/", r.MetricsPort))
-					if want := fmt.Sprintf("metrics of %d", r.Pid); code != 200 || body != want {
-						t.Errorf("metrics server of pid %d: %d %q, want %q", r.Pid, code, body, want)
-					}
-				}
-			}},
+		{name: "explicit selection (Passenger style)", dir: "explicit", app: "explicit", check: checkMetricsServers},
+		{name: "hapi explicit selection (berth style)", dir: "hapi-explicit", app: "hapi-explicit", check: checkMetricsServers},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -145,6 +136,19 @@ func TestNodeFrameworks(t *testing.T) {
 				tt.check(t, b, replies)
 			}
 		})
+	}
+}
+
+// checkMetricsServers checks that the metrics server each worker opened
+// before selecting its served server explicitly was not served, and still
+// answers on its own port.
+func checkMetricsServers(t *testing.T, _ *berthProc, replies []appReply) {
+	t.Helper()
+	for _, r := range replies {
+		code, body := get(t, nil, fmt.Sprintf("http://127.0.0.1:%d/", r.MetricsPort))
+		if want := fmt.Sprintf("metrics of %d", r.Pid); code != 200 || body != want {
+			t.Errorf("metrics server of pid %d: %d %q, want %q", r.Pid, code, body, want)
+		}
 	}
 }
 

@@ -116,7 +116,7 @@ function callSite(skip) {
   if (frames.length === 0) {
     return '(unknown call site)';
   }
-  const app = frames.find((f) => !f.includes('/node_modules/'));
+  const app = frames.find((f) => f.includes('/') && !f.includes('/node_modules/'));
   return app === undefined || app === frames[0] ? frames[0] : `${frames[0]}, called from ${app}`;
 }
 
