@@ -105,6 +105,10 @@ func TestInstallRemovePurge(t *testing.T) {
 		}
 	})
 
+	userPort := freePort(t)
+	userURL := "http://127.0.0.1:" + strconv.Itoa(userPort) + "/"
+	t.Run("user manager app", func(t *testing.T) { startUserApp(t, m, userPort, userURL) })
+
 	t.Run("apt reinstall restarts berth", func(t *testing.T) {
 		// What an upgrade does: postinst configure with the old version
 		// restarts running berth services on the new binary.
@@ -127,6 +131,7 @@ func TestInstallRemovePurge(t *testing.T) {
 		t.Logf("apt remove took %s", time.Since(start).Round(time.Millisecond))
 
 		assertStopped(t, m, port)
+		assertUserAppStopped(t, m, userPort)
 		if got := status(t, m); got != "deinstall ok config-files" {
 			t.Errorf("dpkg status after remove: %q, want config-files", got)
 		}
@@ -225,6 +230,77 @@ func assertNoBerthFiles(t *testing.T, m *systemdtest.Machine, before []string) {
 	}
 	if len(left) > 0 {
 		t.Errorf("apt purge left berth files behind:\n%s", strings.Join(left, "\n"))
+	}
+}
+
+// userApp is the app a user runs under their own systemd (berth init
+// --user), with its home and uid.
+const (
+	userApp  = "hello2"
+	userName = "appuser"
+)
+
+// startUserApp sets up userApp under userName's own service manager and
+// wants it to answer on port.
+func startUserApp(t *testing.T, m *systemdtest.Machine, port int, url string) {
+	t.Helper()
+	m.MustRun(t, "useradd", "--create-home", "--shell", "/bin/sh", userName)
+	home := "/home/" + userName
+	uid := strings.TrimSpace(m.MustRun(t, "id", "-u", userName))
+	// Lingering keeps the user's manager running without a login session,
+	// as a user's long-running apps need.
+	m.MustRun(t, "loginctl", "enable-linger", userName)
+	m.MustRun(t, "systemctl", "start", "user@"+uid+".service")
+	dir := home + "/" + userApp
+	m.MustRun(t, "cp", "-r", appDir, dir)
+	m.MustRun(t, "chown", "-R", userName+":"+userName, dir)
+	out, err := m.Run(t.Context(), "runuser", "-u", userName, "--", "env", "HOME="+home,
+		"berth", "init", dir, "--user", "--name", userApp, "--port", strconv.Itoa(port))
+	if err != nil {
+		t.Errorf("berth init --user: %v", err)
+		files, err := units.Init{Name: userApp, AppDir: dir, Port: port, UserManager: true}.Files()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			p := home + "/.config/systemd/user/" + f.Name
+			if err := m.WriteFile(t.Context(), p, f.Data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		m.MustRun(t, "chown", "-R", userName+":"+userName, home+"/.config")
+		t.Logf("wrote the user units from package units instead, to go on")
+	} else {
+		t.Logf("berth init --user:\n%s", out)
+	}
+	user := []string{"--user", "--machine=" + userName + "@"}
+	m.MustRun(t, "systemctl", append(user, "daemon-reload")...)
+	m.MustRun(t, "systemctl", append(user, "enable", "--now", userApp+".socket")...)
+	body, err := get(t.Context(), url, 90*time.Second)
+	if err != nil {
+		st, _ := m.Run(t.Context(), "systemctl", append(user, "status", "--no-pager", userApp+".socket", userApp+".service")...)
+		j, _ := m.Run(t.Context(), "journalctl", "--no-pager", "-n", "50")
+		st += "\n" + j
+		t.Fatalf("%v\n%s", err, st)
+	}
+	if !strings.HasPrefix(body, "hello from pid ") {
+		t.Errorf("GET %s: body %q, want the hello app's answer", url, body)
+	}
+}
+
+// assertUserAppStopped checks that the user manager's berth app is down.
+func assertUserAppStopped(t *testing.T, m *systemdtest.Machine, port int) {
+	t.Helper()
+	user := []string{"--user", "--machine=" + userName + "@"}
+	for _, u := range []string{userApp + ".socket", userApp + ".service"} {
+		out, _ := m.Run(t.Context(), "systemctl", append(user, "show", "--value", "--property=ActiveState", u)...)
+		if got := strings.TrimSpace(out); got != "inactive" && got != "failed" {
+			t.Errorf("after removal, %s of user %s is %q", u, userName, got)
+		}
+	}
+	if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second); err == nil {
+		c.Close()
+		t.Errorf("after removal, port %d of the user's app still accepts connections", port)
 	}
 }
 
