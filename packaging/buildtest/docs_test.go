@@ -88,6 +88,52 @@ func TestCompletionParses(t *testing.T) {
 	}
 }
 
+// TestCompletionOffers runs the completion function in bash, with
+// bash-completion's helpers stubbed, for a few command lines.
+func TestCompletionOffers(t *testing.T) {
+	bash := testenv.NeedCommand(t, "bash")
+	const stubs = `
+_init_completion() {
+	words=("${COMP_WORDS[@]}"); cword=$COMP_CWORD
+	cur=${COMP_WORDS[COMP_CWORD]}; prev=${COMP_WORDS[COMP_CWORD-1]}
+}
+_filedir() { COMPREPLY=(FILES); }
+complete() { :; }
+`
+	for _, tc := range []struct {
+		line string // the words typed; the last one is being completed
+		want string // COMPREPLY, space-separated
+	}{
+		{line: "berth s", want: "serve status"},
+		{line: "berth serve --max-w", want: "--max-workers"},
+		{line: "berth serve --spawner e", want: "exec"},
+		{line: "berth serve --port ", want: ""},
+		{line: "berth serve ", want: "FILES"},
+		{line: "berth init /srv/app --f", want: "--force"},
+		{line: "berth logs -", want: "-f -n --user"},
+		{line: "berth restart --t", want: "--timeout"},
+	} {
+		t.Run(tc.line, func(t *testing.T) {
+			script := stubs + "source " + filepath.Join(root, "packaging/completion/berth.bash") + `
+COMP_WORDS=($LINE)
+[[ $LINE == *" " ]] && COMP_WORDS+=("")
+COMP_CWORD=$((${#COMP_WORDS[@]} - 1))
+_berth
+echo "${COMPREPLY[*]}"
+`
+			cmd := exec.Command(bash, "-c", script)
+			cmd.Env = append(os.Environ(), "LINE="+tc.line)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("bash: %v\n%s", err, out)
+			}
+			if got := strings.TrimSpace(string(out)); got != tc.want {
+				t.Errorf("completing %q offers %q, want %q", tc.line, got, tc.want)
+			}
+		})
+	}
+}
+
 // TestCLIDocumented builds berth and checks that berth(1) and the bash
 // completion name every command `berth help` lists and every flag of every
 // command, and name nothing the binary lacks.
@@ -135,11 +181,11 @@ func TestCLIDocumented(t *testing.T) {
 		}
 		flags := commandFlags(t, bin, c)
 		for _, f := range flags {
-			if !manFlags[f] {
-				t.Errorf("berth %s has --%s; berth(1) does not mention it", c, f)
+			if !manFlags[dashed(f)] {
+				t.Errorf("berth %s has %s; berth(1) does not mention it", c, dashed(f))
 			}
-			if !strings.Contains(compl, "--"+f) {
-				t.Errorf("berth %s has --%s; the completion does not offer it", c, f)
+			if !regexp.MustCompile(`[" \t]` + regexp.QuoteMeta(dashed(f)) + `[" \t\n]`).MatchString(compl) {
+				t.Errorf("berth %s has %s; the completion does not offer it", c, dashed(f))
 			}
 		}
 		if c == "serve" {
@@ -195,7 +241,7 @@ func run(t *testing.T, bin string, args ...string) string {
 }
 
 // helpCommands reads the command names from `berth help`: the first word of
-// each indented line under "Commands:".
+// each line indented by two spaces under "Commands:".
 func helpCommands(t *testing.T, help string) []string {
 	t.Helper()
 	var cmds []string
@@ -206,8 +252,10 @@ func helpCommands(t *testing.T, help string) []string {
 		switch {
 		case strings.HasPrefix(line, "Commands:"):
 			in = true
-		case in && strings.HasPrefix(line, "  "):
+		case in && len(line) > 2 && strings.HasPrefix(line, "  ") && line[2] != ' ':
+			// "  serve [APP_DIR]   ..."; deeper lines continue the one above.
 			cmds = append(cmds, strings.Fields(line)[0])
+		case in && strings.HasPrefix(line, "  "):
 		case in && strings.TrimSpace(line) == "":
 			if len(cmds) > 0 {
 				in = false
@@ -239,12 +287,20 @@ func commandFlags(t *testing.T, bin, cmd string) []string {
 	return flags
 }
 
+// dashed is how a flag is written: -f for a one-letter flag, --name else.
+func dashed(flag string) string {
+	if len(flag) == 1 {
+		return "-" + flag
+	}
+	return "--" + flag
+}
+
 // manCommands returns the commands berth(1) documents: the first word of
-// each tagged paragraph in the COMMANDS section.
+// each tagged paragraph in the COMMANDS section that is not an option.
 func manCommands(man string) []string {
 	var cmds []string
 	for _, tag := range sectionTags(man, "COMMANDS") {
-		if f := strings.Fields(tag); len(f) > 0 {
+		if f := strings.Fields(tag); len(f) > 0 && !strings.HasPrefix(f[0], "-") {
 			cmds = append(cmds, f[0])
 		}
 	}
@@ -263,10 +319,10 @@ func serveSectionFlags(man string) map[string]bool {
 	return flags
 }
 
-// manFlagSet returns every --flag mentioned anywhere in berth(1).
+// manFlagSet returns every --flag and -f mentioned anywhere in berth(1).
 func manFlagSet(man string) map[string]bool {
 	flags := map[string]bool{}
-	for _, m := range regexp.MustCompile(`--([a-z][a-z0-9-]*)`).FindAllStringSubmatch(plain(man), -1) {
+	for _, m := range regexp.MustCompile(`(?:^|[^-\w])(--[a-z][a-z0-9-]*|-[a-z])\b`).FindAllStringSubmatch(plain(man), -1) {
 		flags[m[1]] = true
 	}
 	return flags

@@ -20,10 +20,13 @@ _berth() {
 	local commands="serve init status restart logs version help"
 	local serve_flags="--name --port --listen --workers --min-workers --max-workers
 		--startup-file --spawn-timeout --shutdown-timeout --stop-timeout
-		--queue-timeout --max-queue --app-type --command --port-env --node
-		--node-arg --env --spawner --log-level"
-	local init_flags="--name --port --user --stdout"
-	local logs_flags="-f"
+		--queue-timeout --max-queue --idle-timeout --app-type --command --port-env
+		--node --node-arg --env --spawner --user --group --memory-max --cpu-quota
+		--tasks-max --no-sandbox --log-level"
+	local init_flags="--port --name --user --stdout --force --berth"
+	local status_flags="--json"
+	local restart_flags="--timeout"
+	local logs_flags="-f -n --user"
 
 	if ((cword == 1)); then
 		mapfile -t COMPREPLY < <(compgen -W "$commands" -- "$cur")
@@ -53,9 +56,18 @@ _berth() {
 			_filedir
 			return
 			;;
+		--user)
+			mapfile -t COMPREPLY < <(compgen -u -- "$cur")
+			return
+			;;
+		--group)
+			mapfile -t COMPREPLY < <(compgen -g -- "$cur")
+			return
+			;;
 		--name | --port | --listen | --workers | --min-workers | --max-workers | \
 			--spawn-timeout | --shutdown-timeout | --stop-timeout | --queue-timeout | \
-			--max-queue | --command | --node-arg | --env)
+			--max-queue | --idle-timeout | --command | --node-arg | --env | \
+			--memory-max | --cpu-quota | --tasks-max)
 			return
 			;;
 		esac
@@ -68,6 +80,10 @@ _berth() {
 	init)
 		case $prev in
 		--name | --port) return ;;
+		--berth)
+			_filedir
+			return
+			;;
 		esac
 		if [[ $cur == -* ]]; then
 			mapfile -t COMPREPLY < <(compgen -W "$init_flags" -- "$cur")
@@ -76,9 +92,17 @@ _berth() {
 		fi
 		;;
 	status | restart)
-		mapfile -t COMPREPLY < <(compgen -W "$(_berth_apps)" -- "$cur")
+		[[ $prev == --timeout ]] && return
+		if [[ $cur == -* ]]; then
+			local flags=$status_flags
+			[[ ${words[1]} == restart ]] && flags=$restart_flags
+			mapfile -t COMPREPLY < <(compgen -W "$flags" -- "$cur")
+		else
+			mapfile -t COMPREPLY < <(compgen -W "$(_berth_apps)" -- "$cur")
+		fi
 		;;
 	logs)
+		[[ $prev == -n ]] && return
 		if [[ $cur == -* ]]; then
 			mapfile -t COMPREPLY < <(compgen -W "$logs_flags" -- "$cur")
 		else
