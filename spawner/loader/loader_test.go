@@ -100,6 +100,9 @@ type workerConfig struct {
 	// noListenFDs starts node with the loader but without the worker
 	// contract (no fd 3, no LISTEN_*).
 	noListenFDs bool
+	// loaderViaSymlink passes the loader to node by a path through a
+	// symlinked directory.
+	loaderViaSymlink bool
 }
 
 // writeLoader writes the embedded loader to a fresh directory.
@@ -128,6 +131,13 @@ func startWorker(t *testing.T, cfg workerConfig) *worker {
 	t.Helper()
 	nodePath := testenv.NeedCommand(t, "node")
 	loaderPath := writeLoader(t)
+	if cfg.loaderViaSymlink {
+		link := filepath.Join(t.TempDir(), "link")
+		if err := os.Symlink(filepath.Dir(loaderPath), link); err != nil {
+			t.Fatal(err)
+		}
+		loaderPath = filepath.Join(link, FileName)
+	}
 	dir := shortTempDir(t)
 	app, err := filepath.Abs(filepath.Join("testdata", cfg.app))
 	if err != nil {
@@ -323,7 +333,15 @@ func TestWithoutListenFDsLoaderDoesNothing(t *testing.T) {
 }
 
 func TestLoaderDoesNotLeakIntoChildren(t *testing.T) {
-	w := startWorker(t, workerConfig{app: "unit/leak.js"})
+	for _, viaSymlink := range []bool{false, true} {
+		t.Run(fmt.Sprintf("loader via symlink %v", viaSymlink), func(t *testing.T) {
+			testLoaderDoesNotLeak(t, viaSymlink)
+		})
+	}
+}
+
+func testLoaderDoesNotLeak(t *testing.T, viaSymlink bool) {
+	w := startWorker(t, workerConfig{app: "unit/leak.js", loaderViaSymlink: viaSymlink})
 	w.waitReady(t)
 	type probe struct {
 		Env             []string
