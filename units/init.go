@@ -33,8 +33,8 @@ type Init struct {
 	ServeArgs []string
 	// UserManager renders units for a user's own manager (`systemctl
 	// --user`, installed in ~/.config/systemd/user) instead of the system
-	// manager: no privileges, and only the sandboxing a user manager can
-	// apply.
+	// manager: no privileges, berth forking its workers itself (--spawner
+	// exec), and only the sandboxing a user manager can apply.
 	UserManager bool
 }
 
@@ -82,7 +82,7 @@ func (in Init) Files() ([]File, error) {
 		"Worker1":     WorkerService(in.Name, "w1"),
 		"Port":        in.Port,
 		"Desc":        escapeSpecifiers(in.Name + " (" + in.AppDir + ")"),
-		"ExecStart":   execLine(append([]string{in.Berth, "serve", in.AppDir, "--name", in.Name}, in.ServeArgs...)...),
+		"ExecStart":   execLine(in.execStart()...),
 		"AppDirPath":  quoteWord("-" + escapeSpecifiers(in.AppDir)), // "-": a missing directory is berth's error to report
 		"ProtectHome": protectHome(in.AppDir),
 	}
@@ -99,6 +99,17 @@ func (in Init) Files() ([]File, error) {
 		files = append(files, File{Name: in.Name + "." + kind, Data: b.Bytes()})
 	}
 	return files, nil
+}
+
+// execStart is berth's command line. Under a user manager berth forks its
+// workers itself (--spawner exec): the system manager runs no units for an
+// unprivileged caller. ServeArgs come last, so they can say otherwise.
+func (in Init) execStart() []string {
+	argv := []string{in.Berth, "serve", in.AppDir, "--name", in.Name}
+	if in.UserManager {
+		argv = append(argv, "--spawner", "exec")
+	}
+	return append(argv, in.ServeArgs...)
 }
 
 // checkPath reports whether p can be written into a unit file as an

@@ -2,11 +2,19 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"berth/packaging/systemdtest"
+	"berth/packaging/testenv"
 	"berth/units"
 )
 
@@ -189,4 +197,81 @@ func TestInitDefaultName(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "shop-api.service")); err != nil {
 		t.Errorf("the app directory's name was not used: %v", err)
 	}
+}
+
+// userApp is the Node app of the --user test: it answers with its user.
+const userApp = `require('http').createServer((req, res) => {
+  res.end('hello from ' + require('os').userInfo().username + '\n');
+}).listen(3000, () => console.log('user app listening'));
+`
+
+// testInitUserServes installs the --user units of an app in a user's home
+// and has that user's own systemd serve it with the real berth: no root
+// anywhere. Then `berth logs --user`, run as that user, shows the app's line.
+func testInitUserServes(t *testing.T, m *systemdtest.Machine) {
+	testenv.NeedCommand(t, "node")
+	ctx := t.Context()
+	const user = "berthuser"
+	home := "/home/" + user
+	if err := m.CopyFile(ctx, berthBin, "/usr/local/bin/berth"); err != nil {
+		t.Fatal(err)
+	}
+	m.MustRun(t, "useradd", "--create-home", user)
+	if err := m.WriteFile(ctx, home+"/app/app.js", []byte(userApp), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	files, err := units.Init{
+		Name: "userapp", AppDir: home + "/app", Port: port, Berth: "/usr/local/bin/berth",
+		UserManager: true, ServeArgs: []string{"--workers", "1"},
+	}.Files()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if err := m.WriteFile(ctx, home+"/.config/systemd/user/"+f.Name, f.Data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.MustRun(t, "chown", "-R", user+":", home)
+	m.MustRun(t, "loginctl", "enable-linger", user)
+	uid := strings.TrimSpace(m.MustRun(t, "id", "-u", user))
+	m.MustRun(t, "systemctl", "start", "user@"+uid+".service")
+	userctl := []string{"--user", "-M", user + "@"}
+	m.MustRun(t, "systemctl", append(userctl, "daemon-reload")...)
+	m.MustRun(t, "systemctl", append(userctl, "enable", "--now", "userapp.socket")...)
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := m.Run(context.Background(), "journalctl", "--no-pager", "-n", "60", "_UID="+uid)
+			t.Logf("journal of %s:\n%s", user, out)
+		}
+		m.Run(context.Background(), "systemctl", append(userctl, "stop", "userapp.socket", "userapp.service")...)
+	})
+
+	c := &http.Client{Timeout: 60 * time.Second}
+	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+	if err != nil {
+		t.Fatalf("GET the --user app: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != "hello from "+user+"\n" {
+		t.Fatalf("the --user app answered %d %q", resp.StatusCode, body)
+	}
+	mainPID := strings.TrimSpace(m.MustRun(t, "systemctl", append(userctl, "show", "-P", "MainPID", "userapp.service")...))
+	if owner := strings.TrimSpace(m.MustRun(t, "ps", "-o", "user=", "-p", mainPID)); owner != user {
+		t.Errorf("berth runs as %q, want %s", owner, user)
+	}
+
+	// berth logs --user, as the user: journalctl --user-unit matches the
+	// caller's own uid. (setpriv, not runuser: a PAM session each time
+	// would hold up the container's poweroff.)
+	env := logsEnv{command: func(args []string) (*exec.Cmd, error) {
+		return m.Command(ctx, "setpriv", append([]string{"--reuid=" + user, "--regid=" + user, "--init-groups", "journalctl"}, args...)...), nil
+	}}
+	waitUntil(t, 30*time.Second, "berth logs --user shows the app's line", func() bool {
+		var out bytes.Buffer
+		env.run([]string{"--user", "userapp"}, &out, io.Discard)
+		return strings.Contains(out.String(), "user app listening")
+	})
 }

@@ -95,6 +95,7 @@ func TestInitLogsOnSystemd(t *testing.T) {
 	m := systemdtest.Boot(t, systemdtest.Config{})
 	t.Run("init", func(t *testing.T) { testInitOnSystemd(t, m) })
 	t.Run("logs", func(t *testing.T) { testLogsOnSystemd(t, m) })
+	t.Run("user service serves", func(t *testing.T) { testInitUserServes(t, m) })
 }
 
 // testInitOnSystemd writes units with `berth init` straight into the
@@ -116,12 +117,7 @@ func testInitOnSystemd(t *testing.T, m *systemdtest.Machine) {
 		getenv:     func(string) string { return "" },
 		executable: func() (string, error) { return units.DefaultBerth, nil },
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := freePort(t)
 	code, out, errOut := initRun(env, app, "--name", "initapp", "--port", strconv.Itoa(port))
 	if code != 0 {
 		t.Fatalf("berth init: exit %d: %s", code, errOut)
