@@ -19,7 +19,16 @@ func TestMain(m *testing.M) {
 		greet()
 		return
 	}
+	// A host directory bound read-only into the shared container.
+	bind, err := os.MkdirTemp("", "systemdtest-bind-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.WriteFile(bind+"/hello", []byte("from the host\n"), 0o644)
+	shared.Config.Binds = []Bind{{Host: bind, Container: "/mnt/systemdtest-bind", ReadOnly: true}}
 	code := m.Run()
+	os.RemoveAll(bind)
 	if err := shared.Close(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		code = 1
@@ -37,6 +46,15 @@ func TestBoot(t *testing.T) {
 		}
 		if got := strings.TrimSpace(m.MustRun(t, "hostname")); got != m.Name() {
 			t.Errorf("hostname = %q, want the machine name %q", got, m.Name())
+		}
+	})
+
+	t.Run("bind", func(t *testing.T) {
+		if got := m.MustRun(t, "cat", "/mnt/systemdtest-bind/hello"); got != "from the host\n" {
+			t.Errorf("bound file reads %q", got)
+		}
+		if _, err := m.Run(t.Context(), "touch", "/mnt/systemdtest-bind/x"); err == nil {
+			t.Error("a read-only bind is writable")
 		}
 	})
 
