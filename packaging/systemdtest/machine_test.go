@@ -28,11 +28,11 @@ func TestMain(m *testing.M) {
 	os.WriteFile(bind+"/hello", []byte("from the host\n"), 0o644)
 	shared.Config.Binds = []Bind{{Host: bind, Container: "/mnt/systemdtest-bind", ReadOnly: true}}
 	code := m.Run()
-	os.RemoveAll(bind)
 	if err := shared.Close(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		code = 1
 	}
+	os.RemoveAll(bind)
 	os.Exit(code)
 }
 
