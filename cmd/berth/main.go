@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 
+	"berth/cmd/berth/logging"
 	"berth/spawner"
 )
 
@@ -64,11 +65,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
-// newLogger builds berth's logger: text on stderr.
+// newLogger builds berth's logger: text on stderr, or journald's native
+// protocol with structured fields when stderr is the journal.
 func newLogger(w io.Writer, level string) *slog.Logger {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(strings.ToUpper(level))); err != nil {
 		l = slog.LevelInfo
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+	return logging.New(w, l, os.Getenv)
 }
