@@ -52,6 +52,7 @@ func TestConfigErrors(t *testing.T) {
 		{name: "not json", file: `workers=2`, want: []string{"berth.json", "not a JSON object"}},
 		{name: "min above max", args: []string{"--min-workers", "5", "--max-workers", "2"}, want: []string{"--min-workers 5 is more than --max-workers 2"}},
 		{name: "bad spawner", args: []string{"--spawner", "docker"}, want: []string{`--spawner "docker"`}},
+		{name: "bad log level", file: `{"log_level": "loud"}`, want: []string{`--log-level "loud"`}},
 		{name: "bad env", args: []string{"--env", "NOVALUE"}, want: []string{`--env "NOVALUE"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
