@@ -92,7 +92,9 @@ func serve(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 	if err != nil {
 		return err
 	}
+	conns := newConnTracker()
 	srv := &http.Server{
+		ConnState:         conns.ConnState,
 		Handler:           handler,
 		ReadHeaderTimeout: 60 * time.Second,
 		IdleTimeout:       120 * time.Second,
@@ -149,9 +151,14 @@ func serve(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 		defer close(supDone)
 		sup.Run(supCtx, func() context.Context { return hurry })
 	}()
+	var serving sync.WaitGroup
+	var netListeners []net.Listener
 	for _, l := range listeners {
+		netListeners = append(netListeners, l)
+		serving.Add(1)
 		go func() {
-			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			defer serving.Done()
+			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 				log.Error("serve", "addr", l.Addr().String(), "err", err)
 			}
 		}()
@@ -273,7 +280,7 @@ func serve(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 		}
 	}()
 	sctx, cancel := context.WithTimeout(hurry, cfg.ShutdownTimeout)
-	err = srv.Shutdown(sctx)
+	err = drain(sctx, srv, conns, netListeners, &serving)
 	cancel()
 	if err != nil {
 		log.Warn("requests still running at the shutdown deadline; closing them", "err", err)
