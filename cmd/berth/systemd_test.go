@@ -66,6 +66,7 @@ func TestSystemd(t *testing.T) {
 	t.Run("SIGKILLed berth leaves no worker", box.testKillBerth)
 	t.Run("stop leaves no worker", box.testStop)
 	t.Run("leftover units are cleared", box.testLeftovers)
+	t.Run("scaling makes and retires worker units", box.testScaling)
 	t.Run("root-owned app needs --user", box.testRootOwned)
 }
 
@@ -195,6 +196,13 @@ func (b *sdBox) get(t *testing.T) string {
 		t.Fatalf("GET %s: %d %q", b.url, code, body)
 	}
 	return body
+}
+
+// resetStartLimit clears the service's start counter: the tests start
+// berth more often than StartLimitBurst= allows in StartLimitIntervalSec=.
+func (b *sdBox) resetStartLimit(t *testing.T) {
+	t.Helper()
+	b.m.MustRun(t, "systemctl", "reset-failed", sdName+".service")
 }
 
 // waitServing waits until berth is up with both workers ready.
@@ -365,6 +373,7 @@ func (l *load) finish() (ok, failed int64, errs []string) {
 // and wants every request answered.
 func (b *sdBox) testUnderLoad(t *testing.T, verb string) {
 	b.waitServing(t)
+	b.resetStartLimit(t)
 	oldBerth := b.show(t, sdName+".service", "MainPID")
 	oldWorkers := b.workerPids(t)
 	l := startLoad(b.url, 20000)
@@ -435,6 +444,7 @@ func (b *sdBox) alivePid(t *testing.T, pid string) bool {
 
 func (b *sdBox) testKillBerth(t *testing.T) {
 	b.waitServing(t)
+	b.resetStartLimit(t)
 	berth := b.show(t, sdName+".service", "MainPID")
 	old := b.workerPids(t)
 	b.m.MustRun(t, "kill", "-9", berth)
@@ -501,6 +511,48 @@ func (b *sdBox) testLeftovers(t *testing.T) {
 	journal := b.m.MustRun(t, "journalctl", "--no-pager", "-o", "cat", "-u", app+".service")
 	if !strings.Contains(journal, "stopping leftover worker units") {
 		t.Errorf("berth did not report the leftovers:\n%s", journal)
+	}
+}
+
+// testScaling serves a third app, "scale", between 1 and 2 workers: load
+// adds w2 (a new unit pair), and once idle w2's service and socket stop.
+func (b *sdBox) testScaling(t *testing.T) {
+	const app = "scale"
+	port := freePort(t)
+	b.installApp(t, app, port, "--min-workers 1 --max-workers 2 --idle-timeout 2s")
+	b.m.MustRun(t, "systemctl", "start", app+".socket")
+	defer b.m.Run(context.Background(), "systemctl", "stop", app+".socket", app+".service")
+	w2 := []string{units.WorkerService(app, "w2"), units.WorkerSocket(app, "w2")}
+	active := func() int {
+		n := 0
+		for _, u := range w2 {
+			if b.show(t, u, "ActiveState") == "active" {
+				n++
+			}
+		}
+		return n
+	}
+
+	var loads []*load
+	for range 4 {
+		loads = append(loads, startLoad(fmt.Sprintf("http://127.0.0.1:%d/", port), 100000))
+	}
+	waitUntil(t, 30*time.Second, "w2's units active under load", func() bool { return active() == 2 })
+	if u := b.show(t, w2[0], "User"); u != sdUser {
+		t.Errorf("%s runs as %q, want %q", w2[0], u, sdUser)
+	}
+	var ok, failed int64
+	for _, l := range loads {
+		o, f, errs := l.finish()
+		ok, failed = ok+o, failed+f
+		if f > 0 {
+			t.Errorf("%d requests failed while scaling up; first errors: %q", f, errs)
+		}
+	}
+	t.Logf("scaling up under load: %d requests answered, %d failed", ok, failed)
+	waitUntil(t, 30*time.Second, "w2's service and socket stopped once idle", func() bool { return active() == 0 })
+	if st := b.show(t, units.WorkerService(app, "w1"), "ActiveState"); st != "active" {
+		t.Errorf("w1 is %s after scaling down", st)
 	}
 }
 
