@@ -30,15 +30,22 @@ DIST_ABS   := $(abspath $(DIST))
 GO_ABS     := $(or $(shell command -v $(GO) 2>/dev/null),/usr/local/go/bin/go)
 
 # pkg-build: `make build` as the package builds run it. No toolchain
-# download, go.mod read-only, no VCS stamp, a writable build and module cache
-# (the caller's, else one under the tree: a clean chroot has no usable HOME).
-go_dir = $(shell d=$$($(GO_ABS) env $(1) 2>/dev/null) && [ -n "$$d" ] && mkdir -p "$$d" 2>/dev/null && [ -w "$$d" ] && echo "$$d")
+# download, go.mod read-only, no VCS stamp, a writable build and module cache:
+# the caller's when it exists and is writable, else one under the tree (a
+# clean chroot has no usable HOME). Go's config dir (telemetry counters) moves
+# under the tree too when HOME is not a writable directory: nothing is
+# created outside the tree. (Recursive variables: `go env` runs only for
+# pkg-build.)
+home_ok := $(shell [ -d "$$HOME" ] && [ -w "$$HOME" ] && echo y)
+pkg_config_home := $(if $(home_ok),$(XDG_CONFIG_HOME),$(CURDIR)/_build/config)
+go_dir = $(shell d=$$(XDG_CONFIG_HOME='$(pkg_config_home)' $(GO_ABS) env $(1) 2>/dev/null) && [ -n "$$d" ] && [ -d "$$d" ] && [ -w "$$d" ] && echo "$$d")
 .PHONY: pkg-build
-pkg-build: export GOTOOLCHAIN := local
-pkg-build: export GOFLAGS := -mod=readonly -buildvcs=false
-pkg-build: export GOCACHE := $(or $(call go_dir,GOCACHE),$(CURDIR)/_build/gocache)
-pkg-build: export GOMODCACHE := $(or $(call go_dir,GOMODCACHE),$(CURDIR)/_build/gomodcache)
-pkg-build: export GOPATH := $(or $(call go_dir,GOPATH),$(CURDIR)/_build/gopath)
+pkg-build: export GOTOOLCHAIN = local
+pkg-build: export GOFLAGS = -mod=readonly -buildvcs=false
+pkg-build: export XDG_CONFIG_HOME = $(pkg_config_home)
+pkg-build: export GOCACHE = $(or $(call go_dir,GOCACHE),$(CURDIR)/_build/gocache)
+pkg-build: export GOMODCACHE = $(or $(call go_dir,GOMODCACHE),$(CURDIR)/_build/gomodcache)
+pkg-build: export GOPATH = $(or $(call go_dir,GOPATH),$(CURDIR)/_build/gopath)
 pkg-build:
 	$(MAKE) build GO=$(GO_ABS)
 
