@@ -265,7 +265,7 @@ func (b *sdBox) testWorkerUnits(t *testing.T) {
 		}
 		// The process itself runs as the app's user.
 		pid := b.show(t, svc, "MainPID")
-		if u := strings.TrimSpace(b.m.MustRun(t, "ps", "-o", "user=", "-p", pid)); u != sdUser {
+		if u := strings.TrimSpace(b.m.MustRun(t, "stat", "-c", "%U", "/proc/"+pid)); u != sdUser {
 			t.Errorf("%s pid %s runs as %q, want %q", svc, pid, u, sdUser)
 		}
 	}
@@ -299,7 +299,7 @@ func (b *sdBox) testStatus(t *testing.T) {
 func (b *sdBox) testKillWorker(t *testing.T) {
 	unit := units.WorkerService(sdName, "w1")
 	old := b.show(t, unit, "MainPID")
-	b.m.MustRun(t, "kill", "-9", old)
+	b.m.MustRun(t, "sh", "-c", "kill -9 "+old)
 	waitUntil(t, 30*time.Second, "w1 replaced", func() bool {
 		pid := b.show(t, unit, "MainPID")
 		return pid != old && pid != "0" && b.show(t, unit, "ActiveState") == "active"
@@ -438,7 +438,7 @@ func (b *sdBox) testJournal(t *testing.T) {
 
 // alivePid reports whether pid (a pid inside the container) exists.
 func (b *sdBox) alivePid(t *testing.T, pid string) bool {
-	_, err := b.m.Run(t.Context(), "kill", "-0", pid)
+	_, err := b.m.Run(t.Context(), "sh", "-c", "kill -0 "+pid)
 	return err == nil
 }
 
@@ -447,7 +447,7 @@ func (b *sdBox) testKillBerth(t *testing.T) {
 	b.resetStartLimit(t)
 	berth := b.show(t, sdName+".service", "MainPID")
 	old := b.workerPids(t)
-	b.m.MustRun(t, "kill", "-9", berth)
+	b.m.MustRun(t, "sh", "-c", "kill -9 "+berth)
 	// systemd stops the bound workers at once, then restarts berth
 	// (Restart=on-failure), which makes new ones.
 	waitUntil(t, 30*time.Second, "old workers gone", func() bool {

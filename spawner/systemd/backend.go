@@ -138,7 +138,7 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 		if err != nil {
 			b.w.Close()
 			b.closeMgr()
-			return fail(fmt.Errorf("spawner/systemd: find berth's own unit: %w", err))
+			return fail(fmt.Errorf("spawner/systemd: find berth's own unit, to bind the workers to (run berth as a service, see berth init, or use --spawner=exec): %w", err))
 		}
 		b.cfg.Parent = unit
 	}
