@@ -17,13 +17,18 @@ import (
 
 // chooseBackend picks the worker back end for --spawner: exec (berth forks
 // the workers) or systemd (transient units over D-Bus); auto means systemd
-// when berth runs under it (INVOCATION_ID or NOTIFY_SOCKET set) and the
-// system bus answers, else exec. The returned func releases the back end
-// once the workers are stopped.
+// when berth runs as root under systemd (INVOCATION_ID or NOTIFY_SOCKET
+// set) and the system bus answers, else exec. Under a user's manager
+// (berth init --user) auto means exec: the back end starts units on the
+// system manager, as root. The returned func releases the back end once the
+// workers are stopped.
 func chooseBackend(cfg *serveConfig, rundir string, stderr io.Writer, log *slog.Logger) (spawner.Backend, func(), error) {
 	useSystemd := cfg.Spawner == "systemd"
 	if cfg.Spawner == "auto" {
-		useSystemd = underSystemd(os.Getenv) && !cfg.PortEnv
+		useSystemd = underSystemd(os.Getenv) && os.Geteuid() == 0 && !cfg.PortEnv
+	}
+	if cfg.Spawner == "systemd" && os.Geteuid() != 0 {
+		return nil, nil, errors.New("--spawner=systemd needs root: it starts the workers as units of the system manager (under your own manager, use --spawner=exec)")
 	}
 	if useSystemd {
 		b, err := newSystemdBackend(cfg, rundir, log)

@@ -68,6 +68,7 @@ func TestSystemd(t *testing.T) {
 	t.Run("leftover units are cleared", box.testLeftovers)
 	t.Run("scaling makes and retires worker units", box.testScaling)
 	t.Run("root-owned app needs --user", box.testRootOwned)
+	t.Run("failing app's output reaches status and answers", box.testFailingApp)
 }
 
 // bootBox boots the container and installs berth, the app and its units.
@@ -111,8 +112,13 @@ func bootBox(t *testing.T) *sdBox {
 // TODO: run `berth init` in the container once main dispatches it.
 func (b *sdBox) installApp(t *testing.T, app string, port int, flags string) {
 	t.Helper()
+	b.installAppDir(t, app, sdAppDir, port, flags)
+}
+
+func (b *sdBox) installAppDir(t *testing.T, app, dir string, port int, flags string) {
+	t.Helper()
 	files, err := units.Init{
-		Name: app, AppDir: sdAppDir, Port: port, Berth: "/usr/local/bin/berth",
+		Name: app, AppDir: dir, Port: port, Berth: "/usr/local/bin/berth",
 		ServeArgs: strings.Fields(flags + " --log-level debug"),
 	}.Files()
 	if err != nil {
@@ -553,6 +559,34 @@ func (b *sdBox) testScaling(t *testing.T) {
 	waitUntil(t, 30*time.Second, "w2's service and socket stopped once idle", func() bool { return active() == 0 })
 	if st := b.show(t, units.WorkerService(app, "w1"), "ActiveState"); st != "active" {
 		t.Errorf("w1 is %s after scaling down", st)
+	}
+}
+
+// testFailingApp serves an app that exits at once: berth's status and its
+// 503 answer quote the app's last output, taken from the worker's journal.
+func (b *sdBox) testFailingApp(t *testing.T) {
+	const app, dir = "crash", "/srv/crash"
+	crash := "console.error('sdtest boom: DATABASE_URL is not set');\nprocess.exit(3);\n"
+	if err := b.m.WriteFile(t.Context(), dir+"/app.js", []byte(crash), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.m.MustRun(t, "chown", "-R", sdUser+":", dir)
+	port := freePort(t)
+	b.installAppDir(t, app, dir, port, "--workers 1")
+	b.m.MustRun(t, "systemctl", "start", app+".socket")
+	defer b.m.Run(context.Background(), "systemctl", "stop", app+".socket", app+".service")
+	c := &http.Client{Timeout: 60 * time.Second}
+	code, body := get(t, c, fmt.Sprintf("http://127.0.0.1:%d/", port))
+	t.Logf("failing app answered %d: %s", code, body)
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "exited with status 3") {
+		t.Errorf("failing app answered %d %q; want 503 saying it exited with status 3", code, body)
+	}
+	waitUntil(t, 10*time.Second, "the app's output in berth's status", func() bool {
+		return strings.Contains(b.show(t, app+".service", "StatusText"), "failing")
+	})
+	journal := b.m.MustRun(t, "journalctl", "--no-pager", "-o", "cat", "-u", app+".service")
+	if !strings.Contains(journal, "sdtest boom: DATABASE_URL is not set") {
+		t.Errorf("berth's error does not quote the app's output:\n%s", journal)
 	}
 }
 

@@ -1,6 +1,7 @@
 package systemd
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -255,6 +256,7 @@ func lookupUser(name string) (*user.User, error) {
 // it stay; any other start starts the service again.
 func (b *Backend) Start(ctx context.Context, spec spawner.Spec) (spawner.Worker, error) {
 	what := fmt.Sprintf("worker %s of %s", spec.Name, spec.App)
+	began := time.Now()
 	if spec.PortEnv {
 		return nil, fmt.Errorf("start %s: the systemd back end hands workers a socket; a $PORT app needs --spawner=exec", what)
 	}
@@ -301,7 +303,7 @@ func (b *Backend) Start(ctx context.Context, spec spawner.Spec) (spawner.Worker,
 	}
 	result, st, err := b.w.job(ctx, sl.service, id)
 	if err != nil {
-		return nil, b.startFailed(ctx, sl, spec, what, fmt.Errorf("start unit %s: %w", sl.service, err))
+		return nil, b.startFailed(ctx, sl, spec, what, began, fmt.Errorf("start unit %s: %w", sl.service, err))
 	}
 	if old != nil {
 		// The previous worker of this name is over: wait until its handle
@@ -312,7 +314,7 @@ func (b *Backend) Start(ctx context.Context, spec spawner.Spec) (spawner.Worker,
 		}
 	}
 	if result != "done" || !isActive(st.ActiveState) || st.MainPID == 0 {
-		return nil, fmt.Errorf("start %s: %w: unit %s: start job %s, %s%s", what, spawner.ErrExited, sl.service, result, describe(st), b.tail(sl.service))
+		return nil, fmt.Errorf("start %s: %w: unit %s: start job %s, %s%s", what, spawner.ErrExited, sl.service, result, describe(st), b.tail(sl.service, began))
 	}
 	w := &worker{b: b, sl: sl, spec: spec, pid: st.MainPID, done: make(chan struct{})}
 	sl.current = w
@@ -320,14 +322,14 @@ func (b *Backend) Start(ctx context.Context, spec spawner.Spec) (spawner.Worker,
 	b.log.Debug("worker unit started", "unit", sl.service, "pid", w.pid)
 
 	if err := b.waitReady(ctx, sl, w, spec); err != nil {
-		return nil, b.startFailed(ctx, sl, spec, what, err)
+		return nil, b.startFailed(ctx, sl, spec, what, began, err)
 	}
 	return w, nil
 }
 
 // startFailed stops what a failed start left running and returns its
 // error, quoting the worker's journal.
-func (b *Backend) startFailed(ctx context.Context, sl *slot, spec spawner.Spec, what string, err error) error {
+func (b *Backend) startFailed(ctx context.Context, sl *slot, spec spawner.Spec, what string, began time.Time, err error) error {
 	if w := sl.current; w != nil && !isClosed(w.done) {
 		sctx, cancel := context.WithTimeout(context.Background(), spec.StopTimeout+5*time.Second)
 		w.stopLocked(sctx)
@@ -338,7 +340,7 @@ func (b *Backend) startFailed(ctx context.Context, sl *slot, spec spawner.Spec, 
 	} else if errors.Is(err, context.Canceled) {
 		err = fmt.Errorf("spawner: start canceled: %w", err)
 	}
-	return fmt.Errorf("start %s: %w%s", what, err, b.tail(sl.service))
+	return fmt.Errorf("start %s: %w%s", what, err, b.tail(sl.service, began))
 }
 
 // waitReady waits until the worker's process (or another process of its
@@ -558,17 +560,19 @@ type jobError struct {
 
 func (e *jobError) Error() string { return fmt.Sprintf("job on %s: %s", e.unit, e.result) }
 
-// tail quotes the last lines the unit wrote to the journal.
-func (b *Backend) tail(unit string) string {
+// tail quotes the last lines the unit's processes wrote to the journal
+// since since (the app's output, not systemd's or berth's messages about
+// the unit).
+func (b *Backend) tail(unit string, since time.Time) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "journalctl", "--unit="+unit, "--lines="+strconv.Itoa(b.cfg.TailLines),
-		"--output=cat", "--no-pager", "--quiet").Output()
-	lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
-	if err != nil || len(out) == 0 {
-		return fmt.Sprintf(" (see journalctl -u %s)", unit)
+	out, err := exec.CommandContext(ctx, "journalctl", "_SYSTEMD_UNIT="+unit, "--since=@"+strconv.FormatInt(since.Unix(), 10),
+		"--lines="+strconv.Itoa(b.cfg.TailLines), "--output=cat", "--no-pager", "--quiet").Output()
+	if err != nil || len(bytes.TrimSpace(out)) == 0 {
+		return fmt.Sprintf(" (it printed nothing; see journalctl -u %s)", unit)
 	}
-	return fmt.Sprintf("; the end of journalctl -u %s:\n    %s", unit, strings.Join(lines, "\n    "))
+	lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+	return fmt.Sprintf("; its last output (journalctl -u %s):\n    %s", unit, strings.Join(lines, "\n    "))
 }
 
 // Close stops the workers' socket units, for good, and closes the bus
