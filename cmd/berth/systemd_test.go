@@ -269,6 +269,15 @@ func (b *sdBox) testWorkerUnits(t *testing.T) {
 		if mode := b.show(t, sock, "SocketMode"); mode != "0600" {
 			t.Errorf("%s SocketMode = %s, want 0600", sock, mode)
 		}
+		out := b.m.MustRun(t, "systemd-analyze", "security", "--no-pager", svc)
+		m := regexp.MustCompile(`Overall exposure level for \S+: ([0-9.]+)`).FindStringSubmatch(out)
+		if m == nil {
+			t.Errorf("systemd-analyze security %s: no exposure level in:\n%s", svc, out)
+		} else if x, _ := strconv.ParseFloat(m[1], 64); x > 4.0 {
+			t.Errorf("%s exposure %s, want 4.0 or lower:\n%s", svc, m[1], out)
+		} else {
+			t.Logf("systemd-analyze security %s: exposure %s", svc, m[1])
+		}
 		// The process itself runs as the app's user.
 		pid := b.show(t, svc, "MainPID")
 		if u := strings.TrimSpace(b.m.MustRun(t, "stat", "-c", "%U", "/proc/"+pid)); u != sdUser {
