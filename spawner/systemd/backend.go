@@ -648,6 +648,12 @@ func (b *Backend) retire(sl *slot) {
 		sl.ready.Close()
 	}
 	b.mu.Unlock()
+	// Stop jobs still to come on these units are not waited for.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, u := range []string{sl.service, sl.socket} {
+		b.w.unwatch(ctx, u)
+	}
 }
 
 // workerEnviron is berth's environment without what systemd set for berth

@@ -114,6 +114,19 @@ func (w *watcher) watch(ctx context.Context, name string) error {
 	return nil
 }
 
+// unwatch stops following the unit name (a worker name given up: names
+// are not reused, and the bus limits a connection's match rules).
+func (w *watcher) unwatch(ctx context.Context, name string) {
+	w.mu.Lock()
+	_, ok := w.units[name]
+	delete(w.units, name)
+	w.mu.Unlock()
+	if ok {
+		w.conn.RemoveMatchSignalContext(ctx, godbus.WithMatchSender(busName), godbus.WithMatchObjectPath(unitPath(name)),
+			godbus.WithMatchInterface(ifaceProps), godbus.WithMatchMember("PropertiesChanged"))
+	}
+}
+
 // Close ends the watcher and its connection.
 func (w *watcher) Close() error {
 	err := w.conn.Close()
