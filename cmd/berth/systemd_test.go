@@ -60,6 +60,7 @@ func TestSystemd(t *testing.T) {
 	t.Run("workers are transient units", box.testWorkerUnits)
 	t.Run("status line", box.testStatus)
 	t.Run("killed worker is replaced", box.testKillWorker)
+	t.Run("workers followed across daemon-reexec", box.testReexec)
 	t.Run("reload under load", func(t *testing.T) { box.testUnderLoad(t, "reload") })
 	t.Run("restart under load", func(t *testing.T) { box.testUnderLoad(t, "restart") })
 	t.Run("app log in the journal", box.testJournal)
@@ -329,6 +330,27 @@ func (b *sdBox) testKillWorker(t *testing.T) {
 	b.waitServing(t)
 	for range 10 {
 		b.get(t)
+	}
+}
+
+// testReexec re-executes systemd, which reports every unit removed and
+// then their state again: berth must keep its workers, and still see one
+// die.
+func (b *sdBox) testReexec(t *testing.T) {
+	b.waitServing(t)
+	before := b.workerPids(t)
+	b.m.MustRun(t, "systemctl", "daemon-reexec")
+	b.m.MustRun(t, "systemctl", "daemon-reload")
+	b.get(t)
+	if now := b.workerPids(t); now["w1"] != before["w1"] || now["w2"] != before["w2"] {
+		t.Errorf("workers changed across daemon-reexec: %v, then %v", before, now)
+	}
+	b.testKillWorker(t)
+	journal := b.m.MustRun(t, "journalctl", "--no-pager", "-o", "cat", "-u", sdName+".service")
+	for _, pid := range before {
+		if strings.Contains(journal, "pid "+pid+" ended") {
+			t.Errorf("berth took worker pid %s for ended across daemon-reexec:\n%s", pid, journal)
+		}
 	}
 }
 

@@ -165,6 +165,7 @@ func (w *watcher) handle(s *godbus.Signal) {
 				clear(u.jobs)
 			}
 			u.jobs[id] = result
+			u.Removed = false
 			w.notifyLocked()
 		}
 	case ifaceManager + ".UnitRemoved", ifaceManager + ".UnitNew":
@@ -198,6 +199,9 @@ func (w *watcher) handle(s *godbus.Signal) {
 		if u == nil {
 			return
 		}
+		// A unit that changes exists: systemd sends UnitRemoved for every
+		// unit when it re-executes, then their properties again.
+		u.Removed = false
 		for k, v := range changed {
 			switch {
 			case iface == ifaceUnit && k == "ActiveState":

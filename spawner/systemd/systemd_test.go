@@ -220,6 +220,12 @@ func TestWatcherFollowsSignals(t *testing.T) {
 	if st, err := w.wait(ctx, svc, func(u *unitState) bool { return u.Removed }); err != nil || !st.Removed {
 		t.Errorf("UnitRemoved not seen: %v", err)
 	}
+	// systemd re-executing: every unit removed, then its properties again.
+	w.handle(propsSignal(svc, ifaceUnit, map[string]any{"ActiveState": "inactive"}))
+	if st, _ := w.wait(ctx, svc, func(*unitState) bool { return true }); st.Removed {
+		t.Error("a unit whose properties change still counts as removed")
+	}
+	w.handle(&godbus.Signal{Name: ifaceManager + ".UnitRemoved", Body: []any{svc, unitPath(svc)}})
 	w.handle(&godbus.Signal{Name: ifaceManager + ".UnitNew", Body: []any{svc, unitPath(svc)}})
 	short, cancelShort := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancelShort()

@@ -40,10 +40,13 @@ func (w *worker) Done() <-chan struct{} { return w.done }
 // Err implements spawner.Worker.
 func (w *worker) Err() error { return w.err }
 
-// follow closes done when the watcher sees this invocation end.
+// follow closes done when the watcher sees this invocation end. A unit's
+// removal alone is no sign: systemd reports every unit removed when it
+// re-executes (systemctl daemon-reexec); a unit that really goes has left
+// the active state first.
 func (w *worker) follow() {
 	st, err := w.b.w.wait(w.b.ctx, w.sl.service, func(u *unitState) bool {
-		return u.Removed || u.MainPID != w.pid || !isActive(u.ActiveState)
+		return u.MainPID != w.pid || !isActive(u.ActiveState)
 	})
 	switch {
 	case err != nil:
