@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path"
 	"regexp"
 	"strconv"
@@ -70,6 +71,7 @@ func TestSystemd(t *testing.T) {
 	t.Run("scaling makes and retires worker units", box.testScaling)
 	t.Run("root-owned app needs --user", box.testRootOwned)
 	t.Run("failing app's output reaches status and answers", box.testFailingApp)
+	t.Run("generic app reports by sd_notify or is probed", box.testGenericApp)
 }
 
 // bootBox boots the container and installs berth, the app and its units.
@@ -113,14 +115,15 @@ func bootBox(t *testing.T) *sdBox {
 // TODO: run `berth init` in the container once main dispatches it.
 func (b *sdBox) installApp(t *testing.T, app string, port int, flags string) {
 	t.Helper()
-	b.installAppDir(t, app, sdAppDir, port, flags)
+	b.installAppDir(t, app, sdAppDir, port, strings.Fields(flags)...)
 }
 
-func (b *sdBox) installAppDir(t *testing.T, app, dir string, port int, flags string) {
+// installAppDir is installApp for the app in dir, with serve arguments.
+func (b *sdBox) installAppDir(t *testing.T, app, dir string, port int, args ...string) {
 	t.Helper()
 	files, err := units.Init{
 		Name: app, AppDir: dir, Port: port, Berth: "/usr/local/bin/berth",
-		ServeArgs: strings.Fields(flags + " --log-level debug"),
+		ServeArgs: append(args, "--log-level", "debug"),
 	}.Files()
 	if err != nil {
 		t.Fatal(err)
@@ -603,7 +606,7 @@ func (b *sdBox) testFailingApp(t *testing.T) {
 	}
 	b.m.MustRun(t, "chown", "-R", sdUser+":", dir)
 	port := freePort(t)
-	b.installAppDir(t, app, dir, port, "--workers 1")
+	b.installAppDir(t, app, dir, port, "--workers", "1")
 	b.m.MustRun(t, "systemctl", "start", app+".socket")
 	defer b.m.Run(context.Background(), "systemctl", "stop", app+".socket", app+".service")
 	c := &http.Client{Timeout: 60 * time.Second}
@@ -618,6 +621,46 @@ func (b *sdBox) testFailingApp(t *testing.T) {
 	journal := b.m.MustRun(t, "journalctl", "--no-pager", "-o", "cat", "-u", app+".service")
 	if !strings.Contains(journal, "sdtest boom: DATABASE_URL is not set") {
 		t.Errorf("berth's error does not quote the app's output:\n%s", journal)
+	}
+}
+
+// testGenericApp serves the Python app of testdata/pyfd (fd 3, READY=1 by
+// sd_notify datagram) as a worker unit, once reporting and once not (berth
+// then probes its socket).
+func (b *sdBox) testGenericApp(t *testing.T) {
+	_, err := os.Stat("/usr/bin/python3")
+	testenv.Need(t, err == nil, "/usr/bin/python3 not installed (apt-get install python3)")
+	src, err := os.ReadFile("testdata/pyfd/app.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const dir = "/srv/py"
+	if err := b.m.WriteFile(t.Context(), dir+"/app.py", src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.m.MustRun(t, "chown", "-R", sdUser+":", dir)
+	for _, tc := range []struct {
+		name  string
+		flags []string
+	}{
+		{"pynotify", nil},
+		{"pyprobe", []string{"--env", "NO_NOTIFY=1"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			port := freePort(t)
+			args := append([]string{"--workers", "1", "--app-type", "generic", "--command", "/usr/bin/python3 " + dir + "/app.py"}, tc.flags...)
+			b.installAppDir(t, tc.name, dir, port, args...)
+			b.m.MustRun(t, "systemctl", "start", tc.name+".socket")
+			defer b.m.Run(context.Background(), "systemctl", "stop", tc.name+".socket", tc.name+".service")
+			c := &http.Client{Timeout: 60 * time.Second}
+			code, body := get(t, c, fmt.Sprintf("http://127.0.0.1:%d/", port))
+			if code != http.StatusOK || !strings.Contains(body, "via fd 3") {
+				t.Errorf("generic app answered %d %q", code, body)
+			}
+			if u := b.show(t, units.WorkerService(tc.name, "w1"), "User"); u != sdUser {
+				t.Errorf("worker runs as %q, want %q", u, sdUser)
+			}
+		})
 	}
 }
 
