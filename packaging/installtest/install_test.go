@@ -33,9 +33,10 @@ const (
 
 // TestInstallRemovePurge walks through what a user does with the package,
 // on a fresh systemd: apt install, berth init, systemctl enable --now, a
-// request, the journal, apt remove, apt purge. Each step is a subtest, so a
-// run shows which steps hold; the later steps still run when an earlier one
-// fails, as far as they can.
+// request, the journal, the worker units, an app under a user's own systemd
+// (berth init --user), a reinstall (what an upgrade does), apt remove, apt
+// purge. Each step is a subtest, so a run shows which steps hold; the later
+// steps still run when an earlier one fails, as far as they can.
 func TestInstallRemovePurge(t *testing.T) {
 	testenv.NeedRoot(t)
 	deb := debPackage(t)
@@ -155,15 +156,7 @@ func TestInstallRemovePurge(t *testing.T) {
 func initApp(t *testing.T, m *systemdtest.Machine, port int) {
 	m.MustRun(t, "useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", app)
 	copyApp(t, m)
-	out, err := m.Run(t.Context(), "berth", "init", appDir, "--name", app, "--port", strconv.Itoa(port))
-	if err != nil {
-		t.Errorf("berth init: %v", err)
-		// Write the very units berth init renders, so that the steps
-		// after this one can still run.
-		writeUnitsWithoutInit(t, m, port)
-	} else {
-		t.Logf("berth init:\n%s", out)
-	}
+	m.MustRun(t, "berth", "init", appDir, "--name", app, "--port", strconv.Itoa(port))
 	for _, u := range []string{app + ".socket", app + ".service"} {
 		if _, err := m.Run(t.Context(), "test", "-f", "/etc/systemd/system/"+u); err != nil {
 			t.Errorf("berth init wrote no /etc/systemd/system/%s", u)
@@ -220,16 +213,31 @@ func assertStopped(t *testing.T, m *systemdtest.Machine, port int) {
 
 // assertNoBerthFiles checks that no file or directory named *berth* has
 // appeared since before (berthPaths), except in the app directory.
+//
+// One exception is logged, not failed: the transient unit file of a worker
+// unit that is stopped but still loaded (/run/systemd/transient/…). systemd
+// drops it when it collects the unit, and on this machine kind (cgroup v1
+// inside nspawn) it sometimes never does: `systemd-analyze dump` says "May
+// GC: no" after "Failed to kill control group … Input/output error". It
+// lives in /run, goes at the next boot, and the unit runs nothing (checked
+// by assertStopped).
 func assertNoBerthFiles(t *testing.T, m *systemdtest.Machine, before []string) {
 	t.Helper()
 	var left []string
 	for _, p := range berthPaths(t, m) {
-		if !slices.Contains(before, p) && !strings.HasPrefix(p, appDir+"/") {
-			left = append(left, p)
+		if slices.Contains(before, p) || strings.HasPrefix(p, appDir+"/") {
+			continue
 		}
+		if unit, ok := strings.CutPrefix(p, "/run/systemd/transient/"); ok && !strings.Contains(unit, "/") {
+			if st := active(t, m, unit); st == "inactive" || st == "failed" {
+				t.Logf("systemd has not collected the %s unit %s (its file %s is left in /run)", st, unit, p)
+				continue
+			}
+		}
+		left = append(left, p)
 	}
 	if len(left) > 0 {
-		t.Errorf("apt purge left berth files behind:\n%s", strings.Join(left, "\n"))
+		t.Errorf("berth files left behind:\n%s", strings.Join(left, "\n"))
 	}
 }
 
@@ -254,25 +262,8 @@ func startUserApp(t *testing.T, m *systemdtest.Machine, port int, url string) {
 	dir := home + "/" + userApp
 	m.MustRun(t, "cp", "-r", appDir, dir)
 	m.MustRun(t, "chown", "-R", userName+":"+userName, dir)
-	out, err := m.Run(t.Context(), "runuser", "-u", userName, "--", "env", "HOME="+home,
+	m.MustRun(t, "runuser", "-u", userName, "--", "env", "HOME="+home,
 		"berth", "init", dir, "--user", "--name", userApp, "--port", strconv.Itoa(port))
-	if err != nil {
-		t.Errorf("berth init --user: %v", err)
-		files, err := units.Init{Name: userApp, AppDir: dir, Port: port, UserManager: true}.Files()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, f := range files {
-			p := home + "/.config/systemd/user/" + f.Name
-			if err := m.WriteFile(t.Context(), p, f.Data, 0o644); err != nil {
-				t.Fatal(err)
-			}
-		}
-		m.MustRun(t, "chown", "-R", userName+":"+userName, home+"/.config")
-		t.Logf("wrote the user units from package units instead, to go on")
-	} else {
-		t.Logf("berth init --user:\n%s", out)
-	}
 	user := []string{"--user", "--machine=" + userName + "@"}
 	m.MustRun(t, "systemctl", append(user, "daemon-reload")...)
 	m.MustRun(t, "systemctl", append(user, "enable", "--now", userApp+".socket")...)
@@ -397,22 +388,6 @@ func copyApp(t *testing.T, m *systemdtest.Machine) {
 		}
 	}
 	m.MustRun(t, "chown", "-R", app+":"+app, appDir)
-}
-
-// writeUnitsWithoutInit writes the units berth init would write, rendered
-// by package units, for when the berth command lacks init.
-func writeUnitsWithoutInit(t *testing.T, m *systemdtest.Machine, port int) {
-	t.Helper()
-	files, err := units.Init{Name: app, AppDir: appDir, Port: port}.Files()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range files {
-		if err := m.WriteFile(t.Context(), "/etc/systemd/system/"+f.Name, f.Data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	t.Logf("wrote %s.socket and %s.service from package units instead, to go on", app, app)
 }
 
 // userFiles are what apt remove and apt purge must leave alone.
