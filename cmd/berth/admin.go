@@ -113,13 +113,17 @@ func adminClient(app string) (*http.Client, string) {
 	}}, path
 }
 
-// findApps lists the apps with a berth admin socket in the runtime base.
+// findApps lists the apps whose berth answers on its admin socket in the
+// runtime base (a socket left by a berth that died does not count).
 func findApps() []string {
 	base := filepath.Dir(appRuntimeDir("x"))
 	matches, _ := filepath.Glob(filepath.Join(base, "*", adminSocket))
 	var apps []string
 	for _, m := range matches {
-		apps = append(apps, filepath.Base(filepath.Dir(m)))
+		if c, err := net.DialTimeout("unix", m, time.Second); err == nil {
+			c.Close()
+			apps = append(apps, filepath.Base(filepath.Dir(m)))
+		}
 	}
 	return apps
 }

@@ -28,6 +28,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	berthBin = filepath.Join(dir, "berth")
+	// Runtime dirs of the berths tests start (some killed with SIGKILL) go
+	// to a temp dir, not /run/berth.
+	os.Setenv("BERTH_RUNTIME_BASE", filepath.Join(dir, "run"))
 	build := exec.Command("go", "build", "-o", berthBin, ".")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
