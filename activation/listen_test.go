@@ -54,11 +54,16 @@ func TestListenInherited(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	tcp6, err := net.Listen("tcp6", "[::1]:0")
+	if err != nil {
+		t.Fatalf("IPv6 loopback: %v", err)
+	}
 	tf, _ := tcp.(*net.TCPListener).File()
 	uf, _ := unix.(*net.UnixListener).File()
+	t6f, _ := tcp6.(*net.TCPListener).File()
 	cmd := exec.Command(os.Args[0])
-	cmd.ExtraFiles = []*os.File{tf, uf}
-	cmd.Env = append(os.Environ(), "BERTH_ACTIVATION_CHILD=1", "LISTEN_FDS=2", "LISTEN_FDNAMES=web:admin")
+	cmd.ExtraFiles = []*os.File{tf, uf, t6f}
+	cmd.Env = append(os.Environ(), "BERTH_ACTIVATION_CHILD=1", "LISTEN_FDS=3", "LISTEN_FDNAMES=web:admin:web6")
 	out, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -66,18 +71,18 @@ func TestListenInherited(t *testing.T) {
 	defer cmd.Wait()
 	r := bufio.NewReader(out)
 	var lines []string
-	for i := 0; i < 3; i++ {
+	for i := 0; i < 4; i++ {
 		l, err := r.ReadString('\n')
 		if err != nil {
 			t.Fatalf("child said %q then %v", lines, err)
 		}
 		lines = append(lines, strings.TrimSpace(l))
 	}
-	want := []string{"web tcp true", "admin unix true", `env LISTEN_FDS=""`}
+	want := []string{"web tcp true", "admin unix true", "web6 tcp true", `env LISTEN_FDS=""`}
 	if strings.Join(lines, "|") != strings.Join(want, "|") {
 		t.Fatalf("child got %q, want %q", lines, want)
 	}
-	for _, dial := range [][2]string{{"tcp", tcp.Addr().String()}, {"unix", unixPath}} {
+	for _, dial := range [][2]string{{"tcp", tcp.Addr().String()}, {"unix", unixPath}, {"tcp6", tcp6.Addr().String()}} {
 		c, err := net.Dial(dial[0], dial[1])
 		if err != nil {
 			t.Fatal(err)
