@@ -14,7 +14,7 @@ func TestAutoscaler(t *testing.T) {
 		load    Load
 		want    int
 	}{
-		{0, 1, Load{Ready: 1, Inflight: 0}, 1},             // idle at min
+		{0, 1, Load{Ready: 1, Inflight: 0}, 1},               // idle at min
 		{1 * time.Second, 1, Load{Ready: 1, Inflight: 1}, 2}, // the only worker is busy: grow
 		{2 * time.Second, 2, Load{Ready: 1, Inflight: 3}, 2}, // the new one is still starting: wait for it
 		{3 * time.Second, 2, Load{Ready: 2, Queued: 4}, 3},   // requests wait: grow

@@ -97,7 +97,7 @@ func (e *Exec) Start(ctx context.Context, spec Spec) (Worker, error) {
 	// Each start gets fresh socket names, so that a replacement never
 	// shares a path with the worker it replaces.
 	base := filepath.Join(e.cfg.RuntimeDir, fmt.Sprintf("%s.%d", spec.Name, e.seq.Add(1)))
-	rd, err := listenReadiness(base+".ready", base+".notify", -1, -1)
+	rd, err := ListenReadiness(base+".ready", base+".notify", -1, -1)
 	if err != nil {
 		return nil, fmt.Errorf("start worker %s of %s: %w", spec.Name, spec.App, err)
 	}
@@ -168,21 +168,30 @@ func (e *Exec) Start(ctx context.Context, spec Spec) (Worker, error) {
 			}
 		}()
 	}
-	select {
-	case <-rd.Ready():
-		return w, nil
-	case <-probed:
-		return w, nil
-	case <-w.done:
-		return nil, fmt.Errorf("start worker %s of %s: %w (%v)%s", spec.Name, spec.App, ErrExited, w.err, quoteTail(w.out.Tail()))
-	case <-ctx.Done():
-		tail := w.out.Tail()
-		w.Stop(context.Background())
-		why := ErrSpawnTimeout
-		if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			why = fmt.Errorf("spawner: start canceled: %w", ctx.Err())
+	for {
+		// READY=1 counts from the worker or a process it started (its
+		// process group), not from anyone who can reach the socket.
+		pids, changed := rd.ReadyFrom()
+		for pid := range pids {
+			if pgid, err := syscall.Getpgid(pid); err == nil && pgid == cmd.Process.Pid {
+				return w, nil
+			}
 		}
-		return nil, fmt.Errorf("start worker %s of %s: %w: the app never reported that it listens (did it call listen()?)%s", spec.Name, spec.App, why, quoteTail(tail))
+		select {
+		case <-changed:
+		case <-probed:
+			return w, nil
+		case <-w.done:
+			return nil, fmt.Errorf("start worker %s of %s: %w (%v)%s", spec.Name, spec.App, ErrExited, w.err, quoteTail(w.out.Tail()))
+		case <-ctx.Done():
+			tail := w.out.Tail()
+			w.Stop(context.Background())
+			why := ErrSpawnTimeout
+			if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				why = fmt.Errorf("spawner: start canceled: %w", ctx.Err())
+			}
+			return nil, fmt.Errorf("start worker %s of %s: %w: the app never reported that it listens (did it call listen()?)%s", spec.Name, spec.App, why, quoteTail(tail))
+		}
 	}
 }
 

@@ -4,29 +4,42 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
-// readiness listens on a worker's two readiness sockets — a stream socket
-// for the Node loader (BERTH_READY_SOCKET) and a datagram socket speaking
-// sd_notify (NOTIFY_SOCKET) — and closes Ready when either carries READY=1.
-type readiness struct {
+// Readiness listens on a worker's two readiness sockets (the systemd back
+// end keeps one for the whole life of a worker slot): a stream socket for the Node loader
+// (BERTH_READY_SOCKET) and a datagram socket speaking sd_notify
+// (NOTIFY_SOCKET). It records the pid of every process that sent READY=1,
+// from the kernel's credentials (SO_PEERCRED, SCM_CREDENTIALS), so that a
+// start accepts only the readiness of its own invocation: a message cannot
+// be early, late or from the wrong process. The sockets stay across worker
+// restarts because systemd may restart a worker by itself (its socket unit
+// activates the service when a request waits).
+type Readiness struct {
 	StreamPath, DgramPath string
-	ready                 chan struct{}
-	once                  sync.Once
-	stream                *net.UnixListener
-	dgram                 *net.UnixConn
-	wg                    sync.WaitGroup
+
+	stream *net.UnixListener
+	dgram  *net.UnixConn
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex    // protects pids, changed
+	pids    map[int]bool  // senders of READY=1
+	changed chan struct{} // closed and replaced when pids grows
 }
 
-// listenReadiness makes the sockets at stream and dgram, mode 0600, owned
-// by uid/gid when uid >= 0.
-func listenReadiness(stream, dgram string, uid, gid int) (*readiness, error) {
-	r := &readiness{StreamPath: stream, DgramPath: dgram, ready: make(chan struct{})}
+// ListenReadiness makes the sockets at stream and dgram, mode 0600, owned
+// by uid:gid (a negative uid keeps berth's own) so that only the worker's
+// user (and root) can report.
+func ListenReadiness(stream, dgram string, uid, gid int) (*Readiness, error) {
+	r := &Readiness{StreamPath: stream, DgramPath: dgram, pids: map[int]bool{}, changed: make(chan struct{})}
 	os.Remove(stream)
 	os.Remove(dgram)
 	sl, err := net.ListenUnix("unix", &net.UnixAddr{Name: stream, Net: "unix"})
@@ -40,10 +53,21 @@ func listenReadiness(stream, dgram string, uid, gid int) (*readiness, error) {
 		return nil, fmt.Errorf("notify socket %s: %w", dgram, err)
 	}
 	r.dgram = dc
+	if err := setPassCred(dc); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("notify socket %s: %w", dgram, err)
+	}
 	for _, p := range []string{stream, dgram} {
-		if err := secureSocket(p, uid, gid); err != nil {
+		if err := os.Chmod(p, 0o600); err != nil {
 			r.Close()
-			return nil, err
+			return nil, fmt.Errorf("readiness socket %s: %w", p, err)
+		}
+		if uid < 0 {
+			continue
+		}
+		if err := os.Lchown(p, uid, gid); err != nil {
+			r.Close()
+			return nil, fmt.Errorf("readiness socket %s: %w", p, err)
 		}
 	}
 	r.wg.Add(2)
@@ -52,21 +76,63 @@ func listenReadiness(stream, dgram string, uid, gid int) (*readiness, error) {
 	return r, nil
 }
 
-// Ready is closed once the worker reported READY=1.
-func (r *readiness) Ready() <-chan struct{} { return r.ready }
-
-func (r *readiness) markReady(msg []byte) {
-	for _, line := range bytes.Split(msg, []byte("\n")) {
-		if string(bytes.TrimSpace(line)) == "READY=1" {
-			r.once.Do(func() { close(r.ready) })
-		}
+func setPassCred(c *net.UnixConn) error {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return err
 	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PASSCRED, 1)
+	}); err != nil {
+		return err
+	}
+	return serr
 }
 
-func (r *readiness) acceptStream() {
+// ReadyFrom returns the pids that reported READY=1 and a channel closed
+// when another one does.
+func (r *Readiness) ReadyFrom() (map[int]bool, <-chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	pids := make(map[int]bool, len(r.pids))
+	for p := range r.pids {
+		pids[p] = true
+	}
+	return pids, r.changed
+}
+
+func (r *Readiness) record(pid int, msg []byte) {
+	if pid <= 0 || !isReady(msg) {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.pids) > 64 { // keep only the living
+		for p := range r.pids {
+			if unix.Kill(p, 0) != nil {
+				delete(r.pids, p)
+			}
+		}
+	}
+	r.pids[pid] = true
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+func isReady(msg []byte) bool {
+	for _, line := range bytes.Split(msg, []byte("\n")) {
+		if string(bytes.TrimSpace(line)) == "READY=1" {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Readiness) acceptStream() {
 	defer r.wg.Done()
 	for {
-		c, err := r.stream.Accept()
+		c, err := r.stream.AcceptUnix()
 		if err != nil {
 			return
 		}
@@ -74,30 +140,60 @@ func (r *readiness) acceptStream() {
 		go func() {
 			defer r.wg.Done()
 			defer c.Close()
+			pid := peerPid(c)
 			c.SetReadDeadline(time.Now().Add(10 * time.Second))
 			sc := bufio.NewScanner(c)
 			for sc.Scan() {
-				r.markReady(sc.Bytes())
+				r.record(pid, sc.Bytes())
 			}
 		}()
 	}
 }
 
-func (r *readiness) readDgram() {
+// peerPid returns the pid of the process that connected c (SO_PEERCRED),
+// or 0.
+func peerPid(c *net.UnixConn) int {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	var cred *unix.Ucred
+	raw.Control(func(fd uintptr) {
+		cred, _ = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	})
+	if cred == nil {
+		return 0
+	}
+	return int(cred.Pid)
+}
+
+func (r *Readiness) readDgram() {
 	defer r.wg.Done()
 	buf := make([]byte, 4096)
+	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred))
 	for {
-		n, _, err := r.dgram.ReadFromUnix(buf)
+		n, oobn, _, _, err := r.dgram.ReadMsgUnix(buf, oob)
 		if err != nil {
-			return
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
 		}
-		r.markReady(buf[:n])
+		pid := 0
+		if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
+			for _, m := range msgs {
+				if cred, err := unix.ParseUnixCredentials(&m); err == nil {
+					pid = int(cred.Pid)
+				}
+			}
+		}
+		r.record(pid, buf[:n])
 	}
 }
 
 // Close stops listening, removes the socket files and waits for the
 // readers to return.
-func (r *readiness) Close() {
+func (r *Readiness) Close() {
 	r.stream.Close() // removes the stream socket file
 	r.dgram.Close()
 	os.Remove(r.DgramPath)

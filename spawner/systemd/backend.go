@@ -87,7 +87,7 @@ type slot struct {
 	service, socket string // unit names
 	sockPath        string
 	user, group     string
-	ready           *readiness
+	ready           *spawner.Readiness
 
 	mu      sync.Mutex // held through a Start, Stop's kill and Close; protects created, current
 	created bool       // this berth made the units
@@ -188,7 +188,7 @@ func (b *Backend) slot(ctx context.Context, spec spawner.Spec) (*slot, error) {
 		}
 	}
 	base := filepath.Join(b.cfg.RuntimeDir, spec.Name)
-	if sl.ready, err = listenReadiness(base+".ready", base+".notify", uid, gid); err != nil {
+	if sl.ready, err = spawner.ListenReadiness(base+".ready", base+".notify", uid, gid); err != nil {
 		return nil, err
 	}
 	b.slots[spec.Name] = sl
@@ -358,7 +358,7 @@ func (b *Backend) waitReady(ctx context.Context, sl *slot, w *worker, spec spawn
 		}()
 	}
 	for {
-		pids, changed := sl.ready.readyFrom()
+		pids, changed := sl.ready.ReadyFrom()
 		for pid := range pids {
 			if pid == w.pid || inUnit(pid, sl.service) {
 				return nil
