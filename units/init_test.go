@@ -4,12 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"flag"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+
+	"berth/packaging/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -113,7 +114,7 @@ func TestInitOnSystemd(t *testing.T) {
 	m := machine.Machine(t)
 	ctx := t.Context()
 
-	in := Init{Name: "units-hello", AppDir: "/srv/units-hello", Port: freePort(t)}
+	in := Init{Name: "units-hello", AppDir: "/srv/units-hello", Port: testenv.FreePort(t)}
 	files, err := in.Files()
 	if err != nil {
 		t.Fatal(err)
@@ -203,7 +204,7 @@ func TestInitUserOnSystemd(t *testing.T) {
 	m.MustRun(t, "useradd", "--create-home", user)
 	m.MustRun(t, "loginctl", "enable-linger", user)
 
-	in := Init{Name: "units-user", AppDir: home + "/app", Port: freePort(t), Berth: home + "/bin/berth", UserManager: true}
+	in := Init{Name: "units-user", AppDir: home + "/app", Port: testenv.FreePort(t), Berth: home + "/bin/berth", UserManager: true}
 	files, err := in.Files()
 	if err != nil {
 		t.Fatal(err)
@@ -245,16 +246,6 @@ func TestInitUserOnSystemd(t *testing.T) {
 	if _, err := m.WaitJournal(ctx, "user-sandbox-ok /run/user/"+uid+"/berth/units-user", "_SYSTEMD_USER_UNIT=units-user.service"); err != nil {
 		t.Error(err)
 	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // parseExposure reads the figure from systemd-analyze security's last

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os/exec"
 	"path/filepath"
 	"sync"
@@ -175,7 +174,7 @@ func TestSocketIOWebsocketThroughBerth(t *testing.T) {
 }
 
 func TestHTTPProxyAppWithTwoServers(t *testing.T) {
-	targetPort := freeTCPPort(t)
+	targetPort := testenv.FreePort(t)
 	b := serveTestApp(t, "proxy", "--env", fmt.Sprintf("TARGET_PORT=%d", targetPort))
 	// Every answer comes from the target server, which only one worker
 	// could bind; both workers' proxies (the served servers) forward to it.
@@ -199,15 +198,4 @@ func TestHTTPProxyAppWithTwoServers(t *testing.T) {
 	}
 	// The worker that found the port taken said so and kept running.
 	b.WaitFor(`failed, the worker keeps running without it`, 5*time.Second)
-}
-
-// freeTCPPort returns a loopback TCP port that was free a moment ago.
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }

@@ -220,7 +220,7 @@ func testInitUserServes(t *testing.T, m *systemdtest.Machine) {
 	if err := m.WriteFile(ctx, home+"/app/app.js", []byte(userApp), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	files, err := units.Init{
 		Name: "userapp", AppDir: home + "/app", Port: port, Berth: "/usr/local/bin/berth",
 		UserManager: true, ServeArgs: []string{"--workers", "1"},

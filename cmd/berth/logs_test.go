@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"berth/packaging/systemdtest"
+	"berth/packaging/testenv"
 	"berth/units"
 )
 
@@ -117,7 +118,7 @@ func testInitOnSystemd(t *testing.T, m *systemdtest.Machine) {
 		getenv:     func(string) string { return "" },
 		executable: func() (string, error) { return units.DefaultBerth, nil },
 	}
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	code, out, errOut := initRun(env, app, "--name", "initapp", "--port", strconv.Itoa(port))
 	if code != 0 {
 		t.Fatalf("berth init: exit %d: %s", code, errOut)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path"
@@ -78,7 +77,7 @@ func TestSystemd(t *testing.T) {
 func bootBox(t *testing.T) *sdBox {
 	m := systemdtest.Boot(t, systemdtest.Config{})
 	ctx := t.Context()
-	b := &sdBox{t: t, m: m, port: freePort(t)}
+	b := &sdBox{t: t, m: m, port: testenv.FreePort(t)}
 	b.url = fmt.Sprintf("http://127.0.0.1:%d/", b.port)
 	if err := m.CopyFile(ctx, berthBin, "/usr/local/bin/berth"); err != nil {
 		t.Fatal(err)
@@ -122,16 +121,6 @@ func (b *sdBox) installAppDir(t *testing.T, app, dir string, port int, args ...s
 	cmd := append([]string{"init", dir, "--name", app, "--port", strconv.Itoa(port), "--"}, args...)
 	b.m.MustRun(t, "berth", append(cmd, "--log-level", "debug")...)
 	b.m.MustRun(t, "systemctl", "daemon-reload")
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // show returns one property of a unit (systemctl show -P).
@@ -510,7 +499,7 @@ func (b *sdBox) testStop(t *testing.T) {
 // units were never used in this container.
 func (b *sdBox) testLeftovers(t *testing.T) {
 	const app = "left"
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	b.installApp(t, app, port, "--workers 1")
 	unit := strings.TrimSuffix(units.WorkerService(app, "w1"), ".service")
 	b.m.MustRun(t, "systemd-run", "--unit="+unit, "--socket-property=ListenStream=/run/berth-leftover.sock", "/bin/sleep", "600")
@@ -539,7 +528,7 @@ func (b *sdBox) testLeftovers(t *testing.T) {
 // adds w2 (a new unit pair), and once idle w2's service and socket stop.
 func (b *sdBox) testScaling(t *testing.T) {
 	const app = "scale"
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	b.installApp(t, app, port, "--min-workers 1 --max-workers 2 --idle-timeout 2s")
 	b.m.MustRun(t, "systemctl", "start", app+".socket")
 	defer b.m.Run(context.Background(), "systemctl", "stop", app+".socket", app+".service")
@@ -586,7 +575,7 @@ func (b *sdBox) testFailingApp(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.m.MustRun(t, "chown", "-R", sdUser+":", dir)
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	b.installAppDir(t, app, dir, port, "--workers", "1")
 	b.m.MustRun(t, "systemctl", "start", app+".socket")
 	defer b.m.Run(context.Background(), "systemctl", "stop", app+".socket", app+".service")
@@ -628,7 +617,7 @@ func (b *sdBox) testGenericApp(t *testing.T) {
 		{"pyprobe", []string{"--env", "NO_NOTIFY=1"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			port := freePort(t)
+			port := testenv.FreePort(t)
 			args := append([]string{"--workers", "1", "--app-type", "generic", "--command", "/usr/bin/python3 " + dir + "/app.py"}, tc.flags...)
 			b.installAppDir(t, tc.name, dir, port, args...)
 			b.m.MustRun(t, "systemctl", "start", tc.name+".socket")
@@ -652,7 +641,7 @@ func (b *sdBox) testRootOwned(t *testing.T) {
 	if err := b.m.WriteFile(t.Context(), path.Join(dir, "app.js"), []byte(sdApp), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	// berth reports READY once its workers fail, so systemd-run returns.
 	b.m.MustRun(t, "systemd-run", "--unit=rootapp", "--collect", "--property=Type=notify",
 		"--property=TimeoutStartSec=60", "/usr/local/bin/berth", "serve", dir, "--name", "rootapp",

@@ -44,7 +44,7 @@ func TestInstallRemovePurge(t *testing.T) {
 
 	m := systemdtest.Boot(t, systemdtest.Config{})
 	before := berthPaths(t, m)
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	url := "http://127.0.0.1:" + strconv.Itoa(port) + "/"
 
 	installed := t.Run("apt install", func(t *testing.T) {
@@ -106,7 +106,7 @@ func TestInstallRemovePurge(t *testing.T) {
 		}
 	})
 
-	userPort := freePort(t)
+	userPort := testenv.FreePort(t)
 	userURL := "http://127.0.0.1:" + strconv.Itoa(userPort) + "/"
 	t.Run("user manager app", func(t *testing.T) { startUserApp(t, m, userPort, userURL) })
 
@@ -298,25 +298,31 @@ func assertUserAppStopped(t *testing.T, m *systemdtest.Machine, port int) {
 // debPackage returns the .deb to install: $BERTH_DEB, or one `make deb`
 // builds now.
 func debPackage(t *testing.T) string {
+	return buildPackage(t, "deb", "BERTH_DEB", "berth_*.deb", "dpkg-buildpackage", "dh")
+}
+
+// buildPackage returns the package to install: $envVar, or the one
+// `make target` builds now (needing tools besides make, go and git).
+func buildPackage(t *testing.T, target, envVar, glob string, tools ...string) string {
 	t.Helper()
-	if deb := os.Getenv("BERTH_DEB"); deb != "" {
-		return deb
+	if p := os.Getenv(envVar); p != "" {
+		return p
 	}
-	for _, c := range []string{"make", "dpkg-buildpackage", "dh", "go", "git"} {
+	for _, c := range append([]string{"make", "go", "git"}, tools...) {
 		testenv.NeedCommand(t, c)
 	}
 	dist := t.TempDir()
 	start := time.Now()
-	out, err := exec.Command("make", "-C", root, "deb", "DIST="+dist).CombinedOutput()
+	out, err := exec.Command("make", "-C", root, target, "DIST="+dist).CombinedOutput()
 	if err != nil {
-		t.Fatalf("make deb: %v\n%s", err, out)
+		t.Fatalf("make %s: %v\n%s", target, err, out)
 	}
-	t.Logf("make deb took %s", time.Since(start).Round(time.Millisecond))
-	debs, _ := filepath.Glob(filepath.Join(dist, "berth_*.deb"))
-	if len(debs) != 1 {
-		t.Fatalf("make deb made %q", debs)
+	t.Logf("make %s took %s", target, time.Since(start).Round(time.Millisecond))
+	pkgs, _ := filepath.Glob(filepath.Join(dist, glob))
+	if len(pkgs) != 1 {
+		t.Fatalf("make %s made %q", target, pkgs)
 	}
-	return debs[0]
+	return pkgs[0]
 }
 
 func readRoot(t *testing.T, name string) string {
@@ -443,18 +449,6 @@ func berthProcesses(t *testing.T, m *systemdtest.Machine) string {
 		esac
 	done`)
 	return strings.TrimSpace(out)
-}
-
-// freePort returns a TCP port free on all addresses (the container shares
-// the host's network).
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", ":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // get fetches url until it answers 200 or within lasts. A request blocks

@@ -1,13 +1,10 @@
 package installtest
 
 import (
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"berth/packaging/systemdtest"
 	"berth/packaging/testenv"
@@ -26,7 +23,7 @@ func TestRPMInstallErase(t *testing.T) {
 	m := systemdtest.Boot(t, systemdtest.Config{})
 	testenv.Need(t, m.MustRun(t, "sh", "-c", "command -v rpm || true") != "", "rpm not installed (apt-get install rpm)")
 	before := berthPaths(t, m)
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	url := "http://127.0.0.1:" + strconv.Itoa(port) + "/"
 
 	installed := t.Run("rpm -i", func(t *testing.T) {
@@ -66,23 +63,5 @@ func TestRPMInstallErase(t *testing.T) {
 // rpmPackage returns the .rpm to install: $BERTH_RPM, or one `make rpm`
 // builds now.
 func rpmPackage(t *testing.T) string {
-	t.Helper()
-	if p := os.Getenv("BERTH_RPM"); p != "" {
-		return p
-	}
-	for _, c := range []string{"make", "rpmbuild", "go", "git"} {
-		testenv.NeedCommand(t, c)
-	}
-	dist := t.TempDir()
-	start := time.Now()
-	out, err := exec.Command("make", "-C", root, "rpm", "DIST="+dist).CombinedOutput()
-	if err != nil {
-		t.Fatalf("make rpm: %v\n%s", err, out)
-	}
-	t.Logf("make rpm took %s", time.Since(start).Round(time.Millisecond))
-	rpms, _ := filepath.Glob(filepath.Join(dist, "berth-*.rpm"))
-	if len(rpms) != 1 {
-		t.Fatalf("make rpm made %q", rpms)
-	}
-	return rpms[0]
+	return buildPackage(t, "rpm", "BERTH_RPM", "berth-*.rpm", "rpmbuild")
 }
