@@ -32,7 +32,7 @@ type Config struct {
 }
 
 // Handler proxies each request to the least-busy worker.
-type Handler struct {
+type HTTPHandler struct {
 	cfg   Config
 	proxy *httputil.ReverseProxy
 	log   *slog.Logger
@@ -51,7 +51,7 @@ type attempt struct {
 }
 
 // New returns a Handler.
-func New(cfg Config) (*Handler, error) {
+func New(cfg Config) (*HTTPHandler, error) {
 	if cfg.Pool == nil {
 		return nil, errors.New("balancer: Config.Pool is nil")
 	}
@@ -61,7 +61,7 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Transport == nil {
 		cfg.Transport = newTransport()
 	}
-	h := &Handler{cfg: cfg, log: cfg.Log}
+	h := &HTTPHandler{cfg: cfg, log: cfg.Log}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -140,7 +140,7 @@ func trustedPeer(remote string) bool {
 }
 
 // ServeHTTP implements http.Handler.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var tried []*Upstream
 	var guard *replayGuard
 	if r.Body != nil && r.Body != http.NoBody {
@@ -165,7 +165,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // proxyError answers a request the proxy could not complete: retry when no
 // byte reached the worker, 504 on timeouts, 502 otherwise.
-func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+func (h *HTTPHandler) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	a := r.Context().Value(ctxKey{}).(*attempt)
 	a.err = err
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
@@ -192,7 +192,7 @@ func (h *Handler) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 }
 
 // unavailable answers a request no worker could take.
-func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, err error, tried []*Upstream) {
+func (h *HTTPHandler) unavailable(w http.ResponseWriter, r *http.Request, err error, tried []*Upstream) {
 	if r.Context().Err() != nil {
 		w.WriteHeader(499)
 		return

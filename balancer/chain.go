@@ -1,0 +1,80 @@
+package balancer
+
+import (
+	"context"
+	"io"
+	"net/netip"
+
+	"berth/balancer/h1"
+)
+
+// Handler answers one request. The front door hands every request it reads
+// to one Handler: the handler chain. Each feature (response cache, static
+// files, request buffering, limits, metrics) is a link that wraps the next
+// Handler; the last link is the Proxy, which carries the request to a
+// worker. Links live in their own packages and are put together in cmd.
+//
+// A link answers a request itself through x.W, or hands it on with
+// next.ServeExchange(x), possibly after replacing x.W with a wrapper that
+// observes or changes the response, or x.Body with a buffered body.
+type Handler interface {
+	ServeExchange(x *Exchange)
+}
+
+// HandlerFunc adapts a function to a Handler.
+type HandlerFunc func(x *Exchange)
+
+// ServeExchange calls f(x).
+func (f HandlerFunc) ServeExchange(x *Exchange) { f(x) }
+
+// Exchange is one request and its response as they pass down the handler
+// chain. The front door owns it and reuses it for the connection's next
+// request: a link must not keep it, or any slice of it, after its
+// ServeExchange returns.
+type Exchange struct {
+	// Req is the request head. Links may change its fields (Req.Header)
+	// before handing it on; the Proxy forwards what it finds.
+	Req *h1.Request
+	// Body is the request body, decoded from its framing. It reads
+	// nothing (io.EOF at once) when the request has none. A link may
+	// replace it, e.g. with a buffered copy; then it sets
+	// Req.ContentLength to the new length (-1 if unknown).
+	Body io.Reader
+	// Client is the client's address: the peer's, or the one a trusted
+	// proxy reported. Invalid for a Unix-socket peer.
+	Client netip.AddrPort
+	// Peer is the address of the connection's other end (zero for a Unix
+	// socket).
+	Peer netip.AddrPort
+	// TLS reports whether the connection is TLS (the scheme is https).
+	TLS bool
+	// W is where the response goes. A link may replace it with a wrapper
+	// for the rest of the chain.
+	W ResponseWriter
+
+	ctx  context.Context
+	conn *conn
+}
+
+// Context ends when the client goes away or berth stops at once.
+func (x *Exchange) Context() context.Context { return x.ctx }
+
+// ResponseWriter is where a link writes its response. Its zero framing
+// rules follow the client: the front door's writer chooses
+// Content-Length, chunked coding or close-delimiting from
+// resp.ContentLength and the client's version, and adds Connection: close
+// when the connection ends after this response.
+type ResponseWriter interface {
+	// WriteHead sends the status line and fields of resp. An interim
+	// response (1xx other than 101) may come before the final one; after
+	// the final one, only body bytes follow. resp.ContentLength is the
+	// body's length, or -1 when unknown (the body is then chunked to an
+	// HTTP/1.1 client, close-delimited to an HTTP/1.0 one). Hop-by-hop
+	// and framing fields in resp.Header are not sent.
+	WriteHead(resp *h1.Response) error
+	// Write sends body bytes.
+	Write(p []byte) (int, error)
+	// Flush sends what is buffered to the client now.
+	Flush() error
+}
+type conn struct{}
