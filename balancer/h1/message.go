@@ -155,6 +155,19 @@ func NoBody(status int) bool {
 	return status/100 == 1 || status == 204 || status == 304
 }
 
+// BodyLength is the framing of the body that follows resp in answer to a
+// request with method (RFC 9112 §6.3): none for a HEAD request, a 1xx, 204
+// or 304 response, or a 2xx answer to CONNECT; else resp.ContentLength
+// and resp.Chunked. Pass its results to Reader.Body.
+func (resp *Response) BodyLength(method []byte) (n int64, chunked bool) {
+	switch {
+	case NoBody(resp.Status), string(method) == "HEAD",
+		string(method) == "CONNECT" && resp.Status/100 == 2:
+		return 0, false
+	}
+	return resp.ContentLength, resp.Chunked
+}
+
 func equalFold(b []byte, s string) bool {
 	if len(b) != len(s) {
 		return false
