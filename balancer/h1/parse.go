@@ -40,7 +40,7 @@ type fieldInfo struct {
 	// Transfer-Encoding, all fields taken as one list: whether it has a
 	// coding, whether the last one is chunked, whether chunked appears
 	// before the last, whether another coding appears.
-	teAny, teLastChunked, teChunkedNotLast, teOther bool
+	teAny, teLastChunked, teChunkedNotLast, teOther   bool
 	close, keepAlive, connUpgrade, upgrade, expect100 bool
 }
 

@@ -122,17 +122,17 @@ func TestReadRequestRefuses(t *testing.T) {
 
 func TestReadRequestFields(t *testing.T) {
 	tests := []struct {
-		name          string
-		in            string
-		method, tgt   string
-		minor         int
-		cl            int64
-		chunked       bool
-		keepAlive     bool
-		upgrade       bool
-		expect        bool
-		host          string
-		hasHost       bool
+		name        string
+		in          string
+		method, tgt string
+		minor       int
+		cl          int64
+		chunked     bool
+		keepAlive   bool
+		upgrade     bool
+		expect      bool
+		host        string
+		hasHost     bool
 	}{
 		{name: "HTTP/1.1 keeps alive (9112 §9.3)", in: "GET /a?b HTTP/1.1\r\nHost: h\r\n\r\n", method: "GET", tgt: "/a?b", minor: 1, keepAlive: true, host: "h", hasHost: true},
 		{name: "HTTP/1.1 Connection: close (9112 §9.6)", in: "GET / HTTP/1.1\r\nHost: h\r\nConnection: foo, Close\r\n\r\n", method: "GET", tgt: "/", minor: 1, host: "h", hasHost: true},
