@@ -77,4 +77,3 @@ type ResponseWriter interface {
 	// Flush sends what is buffered to the client now.
 	Flush() error
 }
-type conn struct{}

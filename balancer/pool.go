@@ -9,27 +9,6 @@ import (
 	"time"
 )
 
-// Upstream is one ready worker as the balancer sees it.
-type Upstream struct {
-	// Name names the worker in errors and logs ("w1", or a unit name).
-	Name string
-	// Network and Addr are what to dial: "unix" and a socket path, or
-	// "tcp" and a loopback host:port.
-	Network, Addr string
-	// Pid is the worker's process id, for status output (0 if unknown).
-	Pid int
-
-	id       uint64       // unique per Add; keys the proxy's connection pool
-	inflight atomic.Int64 // requests being served now
-	served   atomic.Uint64
-}
-
-// Inflight is the number of requests the worker is serving now.
-func (u *Upstream) Inflight() int64 { return u.inflight.Load() }
-
-// Served is the number of requests the worker has been given.
-func (u *Upstream) Served() uint64 { return u.served.Load() }
-
 // PoolConfig configures a Pool. The zero value is usable.
 type PoolConfig struct {
 	// QueueTimeout is how long a request waits for a worker when none is
@@ -67,7 +46,6 @@ type Pool struct {
 	reason  string
 	changed chan struct{} // closed and replaced when ups or reason change
 
-	ids    atomic.Uint64
 	next   atomic.Uint64 // rotates the start of the least-busy scan
 	queued atomic.Int64
 	total  atomic.Uint64
@@ -86,7 +64,6 @@ func NewPool(cfg PoolConfig) *Pool {
 
 // Add puts u in service.
 func (p *Pool) Add(u *Upstream) {
-	u.id = p.ids.Add(1)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.ups = append(p.ups, u)
@@ -101,6 +78,7 @@ func (p *Pool) Remove(u *Upstream) {
 		if x == u {
 			p.ups = append(p.ups[:i:i], p.ups[i+1:]...)
 			p.changedLocked()
+			u.retire()
 			return
 		}
 	}
@@ -133,7 +111,7 @@ func (p *Pool) Upstreams() []*Upstream {
 // Queued is the number of requests waiting for a worker.
 func (p *Pool) Queued() int64 { return p.queued.Load() }
 
-// Total is the number of requests given to workers since the pool began.
+// Total is the number of requests workers completed since the pool began.
 func (p *Pool) Total() uint64 { return p.total.Load() }
 
 // Acquire picks the least-busy worker not in skip and counts the request
@@ -182,10 +160,12 @@ func (p *Pool) pick(skip []*Upstream) (*Upstream, string, <-chan struct{}) {
 		return nil, reason, p.changed
 	}
 	u.inflight.Add(1)
-	u.served.Add(1)
-	p.total.Add(1)
 	return u, "", nil
 }
 
-// Release ends a request Acquire counted.
-func (p *Pool) Release(u *Upstream) { u.inflight.Add(-1) }
+// Release ends a request Acquire counted; it counts as served.
+func (p *Pool) Release(u *Upstream) {
+	u.inflight.Add(-1)
+	u.served.Add(1)
+	p.total.Add(1)
+}

@@ -1,254 +1,450 @@
 package balancer
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/http/httputil"
-	"strconv"
-	"strings"
+	"net/netip"
 	"syscall"
-	"time"
+
+	"berth/balancer/h1"
 )
 
-// Config configures a Handler. Pool is required.
-type Config struct {
+// ProxyConfig configures a Proxy. Pool is required.
+type ProxyConfig struct {
 	// Pool supplies the workers.
 	Pool *Pool
 	// App names the application in error pages.
 	App string
-	// Attempts is how many workers a request may try when dialing fails
-	// (the request has not reached any app code yet). If zero, 3.
+	// Attempts is how many workers a request may try when a worker
+	// refuses the connection (not one byte of the request reached the
+	// app). If zero, 3.
 	Attempts int
-	// Transport carries requests to workers. If nil, a Transport dialing
-	// the picked worker's socket is used. (Tests may replace it.)
-	Transport http.RoundTripper
 	// Log receives one line per failed request. If nil, nothing is logged.
 	Log *slog.Logger
 }
 
-// Handler proxies each request to the least-busy worker.
-type HTTPHandler struct {
-	cfg   Config
-	proxy *httputil.ReverseProxy
-	log   *slog.Logger
+// Proxy is the last link of the handler chain: it carries each request to
+// the least-busy worker over that worker's keep-alive connections, and
+// streams the response back.
+//
+// A request that was written to a worker is never sent to another one:
+// the app may have acted on it (and a request that crashes its worker
+// would crash them all). Only a refused connection, or a reused one the
+// worker had closed before a byte was written, moves it on.
+type Proxy struct {
+	cfg ProxyConfig
+	log *slog.Logger
 }
 
-type ctxKey struct{}
-
-// attempt is one try of a request against one upstream; the proxy's hooks
-// fill in what happened.
-type attempt struct {
-	up      *Upstream
-	err     error // the proxy's error, if any
-	retry   bool  // the error is safe to retry on another worker
-	lastTry bool
-	body    *replayGuard
-}
-
-// New returns a Handler.
-func New(cfg Config) (*HTTPHandler, error) {
+// NewProxy returns a Proxy.
+func NewProxy(cfg ProxyConfig) (*Proxy, error) {
 	if cfg.Pool == nil {
-		return nil, errors.New("balancer: Config.Pool is nil")
+		return nil, errors.New("balancer: ProxyConfig.Pool is nil")
 	}
 	if cfg.Attempts == 0 {
 		cfg.Attempts = 3
 	}
-	if cfg.Transport == nil {
-		cfg.Transport = newTransport()
+	p := &Proxy{cfg: cfg, log: cfg.Log}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
 	}
-	h := &HTTPHandler{cfg: cfg, log: cfg.Log}
-	if h.log == nil {
-		h.log = slog.New(slog.DiscardHandler)
-	}
-	h.proxy = &httputil.ReverseProxy{
-		Rewrite:       rewrite,
-		Transport:     cfg.Transport,
-		FlushInterval: -1, // stream: server-sent events and long polls reach the client at once
-		ErrorHandler:  h.proxyError,
-		ErrorLog:      slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
-	}
-	return h, nil
+	return p, nil
 }
 
-// newTransport dials the upstream carried in the request's context. The
-// URL host is the upstream's unique id, so idle connections are pooled per
-// worker and never cross to another.
-func newTransport() *http.Transport {
-	return &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			a, _ := ctx.Value(ctxKey{}).(*attempt)
-			if a == nil {
-				return nil, errors.New("balancer: dial without an upstream")
-			}
-			var d net.Dialer
-			return d.DialContext(ctx, a.up.Network, a.up.Addr)
-		},
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   128,
-		IdleConnTimeout:       90 * time.Second,
-		DisableCompression:    true,
-		ExpectContinueTimeout: time.Second,
-	}
-}
+// outcome is how one try of a request against one worker ended.
+type outcome int
 
-func rewrite(pr *httputil.ProxyRequest) {
-	a := pr.In.Context().Value(ctxKey{}).(*attempt)
-	pr.Out.URL.Scheme = "http"
-	pr.Out.URL.Host = "w" + strconv.FormatUint(a.up.id, 10) + ".berth"
-	pr.Out.Host = pr.In.Host // the app sees the host the client asked for
-	setForwarded(pr)
-	if a.body != nil {
-		pr.Out.Body = a.body
-	}
-}
+const (
+	done  outcome = iota // answered (well or with an error page)
+	retry                // nothing reached the worker: try another
+)
 
-// setForwarded sets X-Forwarded-For/-Host/-Proto. A client on loopback or
-// a Unix socket is a proxy in front of berth (nginx on the same host): its
-// forwarding headers are kept and extended; anyone else's are replaced.
-func setForwarded(pr *httputil.ProxyRequest) {
-	pr.SetXForwarded()
-	if !trustedPeer(pr.In.RemoteAddr) {
-		return
-	}
-	in := pr.In.Header
-	if prior := in.Values("X-Forwarded-For"); len(prior) > 0 {
-		chain := strings.Join(prior, ", ")
-		if ip := pr.Out.Header.Get("X-Forwarded-For"); ip != "" {
-			chain += ", " + ip
-		}
-		pr.Out.Header.Set("X-Forwarded-For", chain)
-	}
-	for _, k := range []string{"X-Forwarded-Host", "X-Forwarded-Proto"} {
-		if v := in.Get(k); v != "" {
-			pr.Out.Header.Set(k, v)
-		}
-	}
-}
-
-func trustedPeer(remote string) bool {
-	host, _, err := net.SplitHostPort(remote)
-	if err != nil {
-		return true // Unix socket peers have no host:port
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// ServeHTTP implements http.Handler.
-func (h *HTTPHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var tried []*Upstream
-	var guard *replayGuard
-	if r.Body != nil && r.Body != http.NoBody {
-		guard = &replayGuard{rc: r.Body}
-	}
+// ServeExchange implements Handler.
+func (p *Proxy) ServeExchange(x *Exchange) {
+	var triedBuf [4]*Upstream
+	tried := triedBuf[:0]
 	for i := 1; ; i++ {
-		up, err := h.cfg.Pool.Acquire(r.Context(), tried)
+		up, err := p.cfg.Pool.Acquire(x.Context(), tried)
 		if err != nil {
-			h.unavailable(w, r, err, tried)
+			p.unavailable(x, err, tried)
 			return
 		}
-		a := &attempt{up: up, body: guard, lastTry: i >= h.cfg.Attempts}
-		h.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, a)))
-		h.cfg.Pool.Release(up)
-		if !a.retry {
+		res := p.forward(x, up, i >= p.cfg.Attempts)
+		p.cfg.Pool.Release(up)
+		if res != retry {
 			return
 		}
-		h.log.Warn("worker refused a connection; trying another", "worker", up.Name, "err", a.err)
 		tried = append(tried, up)
 	}
 }
 
-// proxyError answers a request the proxy could not complete: retry when no
-// byte reached the worker, 504 on timeouts, 502 otherwise.
-func (h *HTTPHandler) proxyError(w http.ResponseWriter, r *http.Request, err error) {
-	a := r.Context().Value(ctxKey{}).(*attempt)
-	a.err = err
-	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
-		// The client went away; nobody is left to answer.
-		w.WriteHeader(499)
-		return
+// forward carries x to up and its answer back.
+func (p *Proxy) forward(x *Exchange, up *Upstream, lastTry bool) outcome {
+	cn := x.conn
+	uc, err := up.getConn(x.Context())
+	if err != nil {
+		if !lastTry {
+			p.log.Warn("worker refused a connection; trying another", "worker", up.Name, "err", err)
+			return retry
+		}
+		p.fail(x, up, 502, fmt.Sprintf("worker %s refused the connection and no other worker could take the request.", up.Name), err)
+		return done
 	}
-	if isDialError(err) && !a.lastTry && (a.body == nil || !a.body.read) {
-		a.retry = true
-		return
+	cn.up.Store(uc)
+	defer cn.up.Store(nil)
+	reused := uc.reuse
+	uc.cw.sent = 0
+
+	req := x.Req
+	writeRequestHead(uc, x)
+	hasBody := req.ContentLength != 0
+	if hasBody {
+		// The head goes first on its own: if the worker's connection
+		// turns out dead, nothing of the client's body is lost yet and
+		// the request can move on.
+		err = uc.bw.Flush()
 	}
-	var code int
-	var msg string
+	if err == nil && hasBody {
+		err = p.writeBody(uc, x)
+		if uc.body.err != nil {
+			// The client's fault: a malformed chunked body, a body that
+			// stopped coming. The worker saw half a request.
+			uc.c.Close()
+			clientBodyError(x, uc.body.err)
+			return done
+		}
+	}
+	if err == nil {
+		err = uc.bw.Flush()
+	}
+	if err != nil {
+		uc.c.Close()
+		if uc.cw.sent == 0 && reused && isGoneError(err) {
+			up.dropIdle()
+			if !lastTry {
+				p.log.Debug("worker closed an idle connection; trying another", "worker", up.Name, "err", err)
+				return retry
+			}
+		}
+		p.fail(x, up, 502, p.diedText(up), err)
+		return done
+	}
+
+	// The answer: interim responses pass through, then the final one.
+	resp := &uc.resp
+	for {
+		if err = uc.rd.ReadResponse(resp); err != nil {
+			uc.c.Close()
+			up.dropIdle()
+			var he *h1.Error
+			if errors.As(err, &he) {
+				p.fail(x, up, 502, fmt.Sprintf("worker %s sent a malformed response.", up.Name), err)
+			} else {
+				p.fail(x, up, 502, p.diedText(up), err)
+			}
+			return done
+		}
+		if resp.Status/100 != 1 || resp.Status == 101 {
+			break
+		}
+		if resp.Status == 100 {
+			continue // berth answered the client's Expect itself
+		}
+		x.W.WriteHead(resp) // 103 Early Hints and the like
+	}
+	if resp.Status == 101 {
+		if !req.Upgrade {
+			uc.c.Close()
+			p.fail(x, up, 502, fmt.Sprintf("worker %s switched protocols unasked.", up.Name), nil)
+			return done
+		}
+		p.tunnel(x, uc)
+		return done
+	}
+
+	var n int64
+	chunked := false
 	switch {
-	case isDialError(err):
-		code, msg = http.StatusBadGateway, fmt.Sprintf("berth: app %s: worker %s refused the connection and no other worker could take the request.", h.cfg.App, a.up.Name)
-	case isTimeout(err):
-		code, msg = http.StatusGatewayTimeout, fmt.Sprintf("berth: app %s: worker %s did not answer in time.", h.cfg.App, a.up.Name)
+	case string(req.Method) == "HEAD" || h1.NoBody(resp.Status):
+		n = 0
+	case resp.Chunked:
+		n, chunked = -1, true
 	default:
-		code, msg = http.StatusBadGateway, fmt.Sprintf("berth: app %s: worker %s failed while handling the request (it closed the connection, or exited). The request was not retried because the app may have acted on it.", h.cfg.App, a.up.Name)
+		n = resp.ContentLength
 	}
-	h.log.Warn("request failed", "worker", a.up.Name, "method", r.Method, "path", r.URL.Path, "status", code, "err", err)
-	textError(w, code, msg)
+	if err := x.W.WriteHead(resp); err != nil {
+		uc.c.Close()
+		cn.w.closeAfter = true
+		return done
+	}
+	if n == 0 {
+		p.reuse(uc, resp)
+		return done
+	}
+	body := uc.rd.Body(n, chunked)
+	_, err = body.CopyTo(x.W, x.W.Flush)
+	if err != nil || !body.Done() {
+		// Either side failed mid-body: the client's response is cut
+		// short, and only closing its connection says so.
+		uc.c.Close()
+		cn.w.closeAfter = true
+		cn.w.broken = true
+		if err != nil && !errors.Is(err, errClientWrite) {
+			p.log.Warn("worker failed while sending a response", "worker", up.Name, "method", string(req.Method), "path", string(req.Path()), "err", err)
+		}
+		return done
+	}
+	if chunked {
+		if tr := body.Trailer(); len(tr) > 0 {
+			cn.trailer = copyFields(cn.trailer[:0], tr)
+		}
+	}
+	p.reuse(uc, resp)
+	return done
+}
+
+// reuse puts a connection whose exchange ended cleanly back in its pool.
+func (p *Proxy) reuse(uc *upConn, resp *h1.Response) {
+	if resp.KeepAlive {
+		uc.up.putConn(uc)
+	} else {
+		uc.c.Close()
+	}
+}
+
+func (p *Proxy) diedText(up *Upstream) string {
+	return fmt.Sprintf("worker %s failed while handling the request (it closed the connection, or exited). The request was not retried because the app may have acted on it.", up.Name)
+}
+
+// writeBody copies the client's body to the worker, in its own framing:
+// Content-Length as it came, chunked re-coded with its trailer.
+func (p *Proxy) writeBody(uc *upConn, x *Exchange) error {
+	uc.body = errReader{r: x.Body}
+	if x.Req.ContentLength >= 0 {
+		_, err := uc.bw.ReadFrom(&uc.body)
+		return err
+	}
+	uc.chunk.Reset(uc.bw)
+	if _, err := io.Copy(&uc.chunk, &uc.body); err != nil {
+		return err
+	}
+	var tr h1.Fields
+	if rb, ok := x.Body.(*requestBody); ok && rb.b != nil {
+		tr = rb.b.Trailer()
+	}
+	return uc.chunk.Close(tr)
+}
+
+// clientBodyError answers a request whose body could not be read.
+func clientBodyError(x *Exchange, err error) {
+	x.conn.w.closeAfter = true
+	x.conn.linger = true
+	var he *h1.Error
+	switch {
+	case errors.As(err, &he):
+		writeText(x.W, he.Status, "berth: "+he.Reason+"\n", nil)
+	case errors.Is(err, h1.ErrBodyTooLarge):
+		writeText(x.W, 413, "berth: the request body is larger than this server accepts.\n", nil)
+	case isTimeout(err):
+		writeText(x.W, 408, "berth: the request body did not arrive in time.\n", nil)
+	}
+	// Otherwise the client is gone: nobody is left to answer.
+}
+
+// fail answers a request that failed at a worker, unless the response
+// had begun (then the connection is closed to say so).
+func (p *Proxy) fail(x *Exchange, up *Upstream, status int, text string, err error) {
+	p.log.Warn("request failed", "worker", up.Name, "method", string(x.Req.Method), "path", string(x.Req.Path()), "status", status, "err", err)
+	if x.conn.w.wroteHead {
+		x.conn.w.closeAfter = true
+		x.conn.w.broken = true
+		return
+	}
+	writeText(x.W, status, "berth: app "+p.cfg.App+": "+text+"\n", nil)
 }
 
 // unavailable answers a request no worker could take.
-func (h *HTTPHandler) unavailable(w http.ResponseWriter, r *http.Request, err error, tried []*Upstream) {
-	if r.Context().Err() != nil {
-		w.WriteHeader(499)
+func (p *Proxy) unavailable(x *Exchange, err error, tried []*Upstream) {
+	if x.Context().Err() != nil {
+		x.conn.w.closeAfter = true
 		return
 	}
 	var ue *UnavailableError
 	var msg string
 	switch {
 	case len(tried) > 0:
-		code := http.StatusBadGateway
-		textError(w, code, fmt.Sprintf("berth: app %s: every worker refused the connection (%d tried).", h.cfg.App, len(tried)))
+		writeText(x.W, 502, fmt.Sprintf("berth: app %s: every worker refused the connection (%d tried).\n", p.cfg.App, len(tried)), nil)
 		return
 	case errors.As(err, &ue):
-		msg = fmt.Sprintf("berth: app %s is unavailable: %s", h.cfg.App, ue.Reason)
+		msg = fmt.Sprintf("berth: app %s is unavailable: %s\n", p.cfg.App, ue.Reason)
 	case errors.Is(err, ErrQueueFull):
-		msg = fmt.Sprintf("berth: app %s is overloaded: the request queue is full. Try again shortly.", h.cfg.App)
+		msg = fmt.Sprintf("berth: app %s is overloaded: the request queue is full. Try again shortly.\n", p.cfg.App)
 	default:
-		msg = fmt.Sprintf("berth: app %s has no worker ready (%v). It may still be starting.", h.cfg.App, err)
+		msg = fmt.Sprintf("berth: app %s has no worker ready (%v). It may still be starting.\n", p.cfg.App, err)
 	}
-	w.Header().Set("Retry-After", "1")
-	textError(w, http.StatusServiceUnavailable, msg)
+	writeText(x.W, 503, msg, retryAfter)
 }
 
-func textError(w http.ResponseWriter, code int, msg string) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	io.WriteString(w, msg+"\n")
+var retryAfter = h1.Fields{{Name: []byte("Retry-After"), Value: []byte("1")}}
+
+// isGoneError reports an error that means the worker's end was closed
+// before the write: the request did not reach it.
+func isGoneError(err error) bool {
+	return errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed)
 }
 
-func isDialError(err error) bool {
-	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
-		return true
+func copyFields(dst, src h1.Fields) h1.Fields {
+	for _, f := range src {
+		dst = append(dst, h1.Field{Name: append([]byte(nil), f.Name...), Value: append([]byte(nil), f.Value...)})
 	}
-	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT)
+	return dst
 }
 
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// replayGuard wraps a request body so a failed dial can be retried: it
-// records whether any byte was read and ignores Close (the server closes
-// the real body when the handler returns).
-type replayGuard struct {
-	rc   io.ReadCloser
-	read bool
-}
-
-func (g *replayGuard) Read(p []byte) (int, error) {
-	n, err := g.rc.Read(p)
-	if n > 0 {
-		g.read = true
+// hopByHop reports whether a request field is one berth does not forward:
+// it belongs to the client's connection, berth writes it itself, or it
+// was consumed here (Expect).
+func hopByHop(name []byte) bool {
+	switch len(name) {
+	case 2:
+		return equalFold(name, "TE")
+	case 6:
+		return equalFold(name, "Expect")
+	case 7:
+		return equalFold(name, "Upgrade") || equalFold(name, "Trailer")
+	case 10:
+		return equalFold(name, "Connection") || equalFold(name, "Keep-Alive")
+	case 14:
+		return equalFold(name, "Content-Length")
+	case 16:
+		return equalFold(name, "Proxy-Connection") || equalFold(name, "X-Forwarded-For")
+	case 17:
+		return equalFold(name, "Transfer-Encoding") || equalFold(name, "X-Forwarded-Host")
+	case 18:
+		return equalFold(name, "X-Forwarded-Proto")
 	}
-	return n, err
+	return false
 }
 
-func (g *replayGuard) Close() error { return nil }
+// writeRequestHead writes the request head for the worker: the client's
+// fields less hop-by-hop ones, the forwarding fields, and berth's own
+// framing.
+func writeRequestHead(uc *upConn, x *Exchange) {
+	bw, req := uc.bw, x.Req
+	host := req.Header.Get("Host")
+	bw.Write(req.Method)
+	bw.WriteByte(' ')
+	bw.Write(req.Target)
+	if host == nil && req.Minor == 0 {
+		// An HTTP/1.0 request without Host reaches the app without one,
+		// which only HTTP/1.0 allows.
+		bw.WriteString(" HTTP/1.0\r\nConnection: keep-alive\r\n")
+	} else {
+		bw.WriteString(" HTTP/1.1\r\n")
+	}
+	trusted := trustedPeer(x.Peer)
+	conns := req.Header.Has("Connection")
+	for _, f := range req.Header {
+		if hopByHop(f.Name) || conns && connectionNames(req.Header, f.Name) {
+			continue
+		}
+		bw.Write(f.Name)
+		bw.WriteString(": ")
+		bw.Write(f.Value)
+		bw.WriteString("\r\n")
+	}
+	// X-Forwarded-For: a trusted proxy's chain is kept and extended.
+	bw.WriteString("X-Forwarded-For: ")
+	if trusted {
+		for _, f := range req.Header {
+			if equalFold(f.Name, "X-Forwarded-For") {
+				bw.Write(f.Value)
+				bw.WriteString(", ")
+			}
+		}
+	}
+	scratch := uc.scratch[:0]
+	if x.Client.IsValid() {
+		bw.Write(x.Client.Addr().AppendTo(scratch))
+	} else {
+		bw.WriteString("unix")
+	}
+	bw.WriteString("\r\nX-Forwarded-Proto: ")
+	if v := req.Header.Get("X-Forwarded-Proto"); trusted && v != nil {
+		bw.Write(v)
+	} else if x.TLS {
+		bw.WriteString("https")
+	} else {
+		bw.WriteString("http")
+	}
+	if v := req.Header.Get("X-Forwarded-Host"); trusted && v != nil {
+		bw.WriteString("\r\nX-Forwarded-Host: ")
+		bw.Write(v)
+	} else if host != nil {
+		bw.WriteString("\r\nX-Forwarded-Host: ")
+		bw.Write(host)
+	}
+	bw.WriteString("\r\n")
+	switch {
+	case req.Upgrade:
+		bw.WriteString("Connection: upgrade\r\nUpgrade: ")
+		bw.Write(req.Header.Get("Upgrade"))
+		bw.WriteString("\r\n")
+	}
+	switch {
+	case req.ContentLength > 0:
+		bw.WriteString("Content-Length: ")
+		bw.Write(appendInt(scratch, req.ContentLength))
+		bw.WriteString("\r\n")
+	case req.ContentLength < 0:
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	bw.WriteString("\r\n")
+}
+
+// trustedPeer reports whether the connection's peer is a proxy in front
+// of berth whose forwarding fields are kept: one on loopback, or on a Unix
+// socket (no address).
+func trustedPeer(peer netip.AddrPort) bool {
+	return !peer.IsValid() || peer.Addr().IsLoopback()
+}
+
+// tunnel joins the client and the worker after a protocol switch
+// (WebSocket): bytes flow both ways until either side ends.
+func (p *Proxy) tunnel(x *Exchange, uc *upConn) {
+	defer uc.c.Close()
+	if err := x.W.WriteHead(&uc.resp); err != nil {
+		return
+	}
+	client, rest, err := x.conn.hijack()
+	if err != nil {
+		return
+	}
+	// What each side sent after its head is already in berth's buffers.
+	if len(rest) > 0 {
+		if _, err := uc.c.Write(rest); err != nil {
+			return
+		}
+	}
+	if n := uc.rd.Buffered(); n > 0 {
+		if _, err := io.CopyN(client, uc.rd.Body(-1, false), int64(n)); err != nil {
+			return
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		io.Copy(uc.c, client)
+		if cw, ok := uc.c.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		}
+	}()
+	io.Copy(client, uc.c)
+	client.Close()
+	uc.c.Close()
+	<-done
+}
+
+var errClientWrite = errors.New("balancer: client write failed")

@@ -27,15 +27,46 @@ func worker(t *testing.T, name string, h http.HandlerFunc) (*Upstream, *httptest
 	return &Upstream{Name: name, Network: "unix", Addr: path}, s
 }
 
-func serve(t *testing.T, p *Pool) *httptest.Server {
+// frontDoor is a running Server in front of a Pool, for tests.
+type frontDoor struct {
+	URL  string
+	Addr string
+	srv  *Server
+}
+
+func serve(t *testing.T, p *Pool) *frontDoor {
 	t.Helper()
-	h, err := New(Config{Pool: p, App: "shop"})
+	return serveChain(t, p, nil)
+}
+
+// serveChain serves p's Proxy, wrapped by wrap if not nil.
+func serveChain(t *testing.T, p *Pool, wrap func(Handler) Handler) *frontDoor {
+	t.Helper()
+	px, err := NewProxy(ProxyConfig{Pool: p, App: "shop"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := httptest.NewServer(h)
-	t.Cleanup(s.Close)
-	return s
+	var h Handler = px
+	if wrap != nil {
+		h = wrap(h)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := NewServer(ServerConfig{Handler: h, Listeners: []net.Listener{l}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(context.Background()) }()
+	t.Cleanup(func() {
+		srv.Close()
+		if err := <-done; !errors.Is(err, ErrServerClosed) {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	return &frontDoor{URL: "http://" + l.Addr().String(), Addr: l.Addr().String(), srv: srv}
 }
 
 func do(t *testing.T, method, url, body string) (int, string) {

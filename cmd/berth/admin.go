@@ -70,38 +70,6 @@ func buildStatus(app string, since time.Time, listen []string, spawnerName strin
 	return s
 }
 
-// adminHandler serves GET /status and POST /restart.
-func adminHandler(status func() appStatus, restart func(context.Context) error) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(status())
-	})
-	mux.HandleFunc("POST /restart", func(w http.ResponseWriter, r *http.Request) {
-		if err := restart(r.Context()); err != nil {
-			http.Error(w, err.Error(), http.StatusConflict)
-			return
-		}
-		io.WriteString(w, "restarted\n")
-	})
-	return mux
-}
-
-// listenAdmin opens the admin socket in dir, mode 0600.
-func listenAdmin(dir string) (net.Listener, error) {
-	path := filepath.Join(dir, adminSocket)
-	os.Remove(path)
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("admin socket %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		l.Close()
-		return nil, fmt.Errorf("admin socket %s: %w", path, err)
-	}
-	return l, nil
-}
-
 // adminClient talks to the admin socket of the berth serving app.
 func adminClient(app string) (*http.Client, string) {
 	path := filepath.Join(appRuntimeDir(app), adminSocket)

@@ -57,61 +57,96 @@ func runServe(args []string, stderr io.Writer) int {
 
 // serve runs berth until a signal stops it.
 func serve(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer) error {
-	notifier := activation.NewNotifier(log)
+	d, err := start(cfg, app, log, stderr)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+	return d.run()
+}
+
+// daemon is a running berth: what start wired together, and what run
+// drives until a signal stops it.
+type daemon struct {
+	cfg      *serveConfig
+	log      *slog.Logger
+	notifier *activation.Notifier
+	pool     *balancer.Pool
+	front    *balancer.Server
+	admin    *balancer.Admin
+	sup      *spawner.Supervisor
+
+	// hurry ends when berth must stop at once (a second signal): worker
+	// stops stop waiting and kill.
+	hurry    context.Context
+	hurryNow context.CancelFunc
+	// supCtx ends when the workers must stop.
+	supCtx      context.Context
+	stopWorkers context.CancelFunc
+	supDone     chan struct{}
+	frontDone   chan error
+
+	adminRestart chan chan error
+	cleanups     []func()
+}
+
+// start wires berth together: the public listeners, the runtime
+// directory, the spawner back end, the pool, the handler chain and the
+// front door, the supervisor and the admin API; it starts serving.
+func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer) (_ *daemon, err error) {
+	d := &daemon{cfg: cfg, log: log, notifier: activation.NewNotifier(log), adminRestart: make(chan chan error)}
+	defer func() {
+		if err != nil {
+			d.close()
+		}
+	}()
 	fallback := cfg.Listen
 	if len(fallback) == 0 {
 		fallback = []string{fmt.Sprintf(":%d", cfg.Port)}
 	}
 	listeners, err := activation.Listen(activation.Config{Fallback: fallback})
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var netListeners []net.Listener
+	var listenNames []string
 	for _, l := range listeners {
 		log.Info("listening", "addr", l.Addr().String(), "name", l.Name, "inherited", l.Inherited)
+		netListeners = append(netListeners, l)
+		listenNames = append(listenNames, l.Addr().String())
 	}
 
 	rundir, cleanup, err := makeRuntimeDir(cfg.Name)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer cleanup()
+	d.cleanups = append(d.cleanups, cleanup)
 	loaderPath := ""
 	if app.Type == spawner.AppNode {
 		if loaderPath, err = loader.WriteTo(rundir); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	backend, closeBackend, err := chooseBackend(cfg, rundir, stderr, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer closeBackend()
+	d.cleanups = append(d.cleanups, closeBackend)
 
-	pool := balancer.NewPool(balancer.PoolConfig{QueueTimeout: cfg.QueueTimeout, MaxQueue: cfg.MaxQueue})
-	handler, err := balancer.New(balancer.Config{Pool: pool, App: cfg.Name, Log: log})
+	d.pool = balancer.NewPool(balancer.PoolConfig{QueueTimeout: cfg.QueueTimeout, MaxQueue: cfg.MaxQueue})
+	chain, err := handlerChain(cfg, d.pool, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	conns := newConnTracker()
-	srv := &http.Server{
-		ConnState:         conns.ConnState,
-		Handler:           handler,
-		ReadHeaderTimeout: 60 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	d.front, err = balancer.NewServer(balancer.ServerConfig{Handler: chain, Listeners: netListeners, Log: log})
+	if err != nil {
+		return nil, err
 	}
 
-	ups := newUpstreams(pool)
+	ups := newUpstreams(d.pool)
 	var readyOnce sync.Once
-	status := func(st spawner.Status) string {
-		s := fmt.Sprintf("%d/%d workers ready, %d queued, %d requests served", st.Ready, st.Wanted, pool.Queued(), pool.Total())
-		if st.Failing != "" {
-			s += "; failing: " + firstLine(st.Failing)
-		}
-		return s
-	}
 	env := append([]string(nil), cfg.Env...)
-	sup, err := spawner.NewSupervisor(spawner.SupervisorConfig{
+	d.sup, err = spawner.NewSupervisor(spawner.SupervisorConfig{
 		Backend: backend,
 		Spec: func(name string) spawner.Spec {
 			return spawner.Spec{
@@ -125,82 +160,110 @@ func serve(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 		OnGone:       ups.remove,
 		OnChange: func(st spawner.Status) {
 			if st.Failing != "" && st.Ready == 0 {
-				pool.SetUnavailable("the app fails to start: " + st.Failing)
+				d.pool.SetUnavailable("the app fails to start: " + st.Failing)
 			} else {
-				pool.SetUnavailable("")
+				d.pool.SetUnavailable("")
 			}
 			if st.Ready == st.Wanted || st.Failing != "" {
-				readyOnce.Do(func() { notifier.Ready(status(st)) })
+				readyOnce.Do(func() { d.notifier.Ready(d.status(st)) })
 			}
-			notifier.Status(status(st))
+			d.notifier.Status(d.status(st))
 		},
 		Log: log,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 
-	// hurry ends when berth must stop at once (a second signal): worker
-	// stops stop waiting and kill.
-	hurry, hurryNow := context.WithCancel(context.Background())
-	defer hurryNow()
-	supCtx, stopWorkers := context.WithCancel(context.Background())
-	defer stopWorkers()
-	supDone := make(chan struct{})
+	d.hurry, d.hurryNow = context.WithCancel(context.Background())
+	d.supCtx, d.stopWorkers = context.WithCancel(context.Background())
+	d.supDone = make(chan struct{})
 	go func() {
-		defer close(supDone)
-		sup.Run(supCtx, func() context.Context { return hurry })
+		defer close(d.supDone)
+		d.sup.Run(d.supCtx, func() context.Context { return d.hurry })
 	}()
-	var serving sync.WaitGroup
-	var netListeners []net.Listener
-	for _, l := range listeners {
-		netListeners = append(netListeners, l)
-		serving.Add(1)
-		go func() {
-			defer serving.Done()
-			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
-				log.Error("serve", "addr", l.Addr().String(), "err", err)
-			}
-		}()
-	}
+	d.frontDone = make(chan error, 1)
+	go func() { d.frontDone <- d.front.Serve(context.Background()) }()
+
 	since := time.Now()
-	var listenNames []string
-	for _, l := range listeners {
-		listenNames = append(listenNames, l.Addr().String())
-	}
 	spawnerName := "systemd"
 	if _, ok := backend.(*spawner.Exec); ok {
 		spawnerName = "exec"
 	}
-	adminRestart := make(chan chan error)
-	adminL, err := listenAdmin(rundir)
+	d.admin, err = balancer.ListenAdmin(filepath.Join(rundir, adminSocket), log)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	admin := &http.Server{Handler: adminHandler(
-		func() appStatus {
-			return buildStatus(cfg.Name, since, listenNames, spawnerName, sup.Status(), pool)
-		},
-		func(ctx context.Context) error {
-			res := make(chan error, 1)
-			select {
-			case adminRestart <- res:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			select {
-			case err := <-res:
-				return err
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		})}
-	go admin.Serve(adminL)
-	defer admin.Close()
+	d.admin.HandleJSON("/status", func() any {
+		return buildStatus(cfg.Name, since, listenNames, spawnerName, d.sup.Status(), d.pool)
+	})
+	d.admin.HandleAction("/restart", "restarted", func(ctx context.Context, _ *http.Request) error {
+		return d.requestRestart(ctx)
+	})
+	go d.admin.Serve()
+	return d, nil
+}
 
+// handlerChain builds the links every request passes, ending in the proxy.
+// Links that later features add (response cache, static files, buffering,
+// limits, metrics) wrap the proxy here, outermost first.
+func handlerChain(cfg *serveConfig, pool *balancer.Pool, log *slog.Logger) (balancer.Handler, error) {
+	proxy, err := balancer.NewProxy(balancer.ProxyConfig{Pool: pool, App: cfg.Name, Log: log})
+	if err != nil {
+		return nil, err
+	}
+	return proxy, nil
+}
+
+// requestRestart asks run for a rolling restart and waits for its end.
+func (d *daemon) requestRestart(ctx context.Context) error {
+	res := make(chan error, 1)
+	select {
+	case d.adminRestart <- res:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-res:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (d *daemon) status(st spawner.Status) string {
+	s := fmt.Sprintf("%d/%d workers ready, %d queued, %d requests served", st.Ready, st.Wanted, d.pool.Queued(), d.pool.Total())
+	if st.Failing != "" {
+		s += "; failing: " + firstLine(st.Failing)
+	}
+	return s
+}
+
+// close releases what start made, in reverse order; after run, only the
+// admin API and the runtime directory are left.
+func (d *daemon) close() {
+	if d.admin != nil {
+		d.admin.Close()
+	}
+	if d.front != nil {
+		d.front.Close()
+	}
+	if d.supDone != nil {
+		d.stopWorkers()
+		<-d.supDone
+	}
+	for i := len(d.cleanups) - 1; i >= 0; i-- {
+		d.cleanups[i]()
+	}
+}
+
+// run is berth's life after start: status and scaling ticks, rolling
+// restarts (SIGHUP, berth restart), and the shutdown a signal asks for.
+func (d *daemon) run() error {
+	cfg, log, sup := d.cfg, d.log, d.sup
 	watchdogCtx, stopWatchdog := context.WithCancel(context.Background())
 	defer stopWatchdog()
-	go notifier.Watchdog(watchdogCtx, nil)
+	go d.notifier.Watchdog(watchdogCtx, nil)
 	statusTick := time.NewTicker(5 * time.Second)
 	defer statusTick.Stop()
 	var scaleTick <-chan time.Time
@@ -220,21 +283,20 @@ func serve(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 	startRestart := func(why string) {
 		busy = true
 		log.Info("rolling restart", "by", why)
-		notifier.Reloading()
-		go func() { restarting <- sup.Restart(supCtx) }()
+		d.notifier.Reloading()
+		go func() { restarting <- sup.Restart(d.supCtx) }()
 	}
+loop:
 	for {
 		select {
 		case <-statusTick.C:
-			notifier.Status(status(sup.Status()))
-			continue
+			d.notifier.Status(d.status(sup.Status()))
 		case now := <-scaleTick:
 			current := sup.Status().Wanted
-			if want := scaler.Observe(now, current, poolLoad(pool)); want != current {
+			if want := scaler.Observe(now, current, poolLoad(d.pool)); want != current {
 				log.Info("scaling workers", "from", current, "to", want)
-				sup.Scale(supCtx, want)
+				sup.Scale(d.supCtx, want)
 			}
-			continue
 		case err := <-restarting:
 			busy = false
 			if err != nil {
@@ -246,14 +308,15 @@ func serve(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 				w <- err
 			}
 			waiting = nil
-			notifier.Ready(status(sup.Status()))
-			continue
-		case res := <-adminRestart:
+			d.notifier.Ready(d.status(sup.Status()))
+		case res := <-d.adminRestart:
 			waiting = append(waiting, res)
 			if !busy {
 				startRestart("berth restart")
 			}
-			continue
+		case err := <-d.frontDone:
+			log.Error("public listener failed; shutting down", "err", err)
+			break loop
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
 				if busy {
@@ -264,32 +327,32 @@ func serve(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 				continue
 			}
 			log.Info("shutting down", "signal", sig.String(), "timeout", cfg.ShutdownTimeout.String())
+			break loop
 		}
-		break
 	}
 
 	// Graceful shutdown: a second signal cuts it short.
-	notifier.Stopping()
+	d.notifier.Stopping()
 	go func() {
 		for sig := range sigs {
 			if sig != syscall.SIGHUP {
 				log.Warn("second signal: stopping now", "signal", sig.String())
-				hurryNow()
+				d.hurryNow()
 				return
 			}
 		}
 	}()
-	sctx, cancel := context.WithTimeout(hurry, cfg.ShutdownTimeout)
-	err = drain(sctx, srv, conns, netListeners, &serving)
+	sctx, cancel := context.WithTimeout(d.hurry, cfg.ShutdownTimeout)
+	err := d.front.Shutdown(sctx)
 	cancel()
 	if err != nil {
 		log.Warn("requests still running at the shutdown deadline; closing them", "err", err)
-		srv.Close()
 	}
-	stopWorkers()
-	<-supDone
+	d.front.Close()
+	d.stopWorkers()
+	<-d.supDone
 	stopWatchdog()
-	if hurry.Err() != nil {
+	if d.hurry.Err() != nil {
 		return errors.New("stopped at once by a second signal")
 	}
 	log.Info("stopped")

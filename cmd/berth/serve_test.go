@@ -351,3 +351,39 @@ func TestScalesBetweenMinAndMaxWorkers(t *testing.T) {
 		t.Fatal("no answer after scaling down")
 	}
 }
+
+// TestPoisonRequestKillsOneWorker: with 3 workers and warm connection
+// pools, a request whose handler exits the process takes down exactly
+// one worker, and its 502 says the request was not retried.
+func TestPoisonRequestKillsOneWorker(t *testing.T) {
+	b := startBerth(t, "testdata/echo", "--workers", "3")
+	b.WaitForN(`msg="worker ready"`, 3, 30*time.Second)
+	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	for try := 1; try <= 3; try++ {
+		// Warm every worker's pool: concurrent requests open several
+		// connections to each.
+		done := make(chan struct{})
+		for i := 0; i < 12; i++ {
+			go func() {
+				defer func() { done <- struct{}{} }()
+				get(t, c, b.URL+"/slow?ms=50")
+			}()
+		}
+		for i := 0; i < 12; i++ {
+			<-done
+		}
+		exitsBefore := strings.Count(b.Output(), `msg="worker exited"`)
+		code, body := get(t, c, b.URL+"/crash")
+		if code != 502 || !strings.Contains(body, "not retried") {
+			t.Fatalf("try %d: /crash got %d %q, want 502 saying it was not retried", try, code, body)
+		}
+		b.WaitForN(`msg="worker exited"`, exitsBefore+1, 10*time.Second)
+		b.WaitForN(`msg="worker ready"`, 3+try, 30*time.Second)
+		if n := strings.Count(b.Output(), `crashing on purpose`); n != try {
+			t.Fatalf("try %d: %d workers ran the poison request, want %d in all", try, n, try)
+		}
+		if n := strings.Count(b.Output(), `msg="worker exited"`); n != exitsBefore+1 {
+			t.Fatalf("try %d: %d workers exited, want 1", try, n-exitsBefore)
+		}
+	}
+}

@@ -20,6 +20,10 @@ const server = http.createServer((req, res) => {
       fromEnvFile: process.env.FROM_ENV_FILE || '',
     }));
   };
+  if (url.pathname === '/crash') {
+    console.log('crashing on purpose');
+    process.exit(1);
+  }
   if (url.pathname === '/slow') {
     console.log('slow request started');
     setTimeout(reply, Number(url.searchParams.get('ms') || 2000));

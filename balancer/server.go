@@ -1,0 +1,263 @@
+package balancer
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"berth/balancer/h1"
+)
+
+// ServerConfig configures a Server. Handler is required.
+type ServerConfig struct {
+	// Handler answers every request: the handler chain.
+	Handler Handler
+	// Listeners are the public sockets the server accepts on. Serve
+	// closes them when it returns.
+	Listeners []net.Listener
+	// TLS reports, per listener (by index), whether its connections are
+	// TLS; the scheme forwarded to the app follows it. If nil, none are.
+	TLS []bool
+	// Limits bound a request head; the zero value takes h1's defaults.
+	Limits h1.Limits
+	// HeaderTimeout is how long a client may take to send a request head
+	// once it began. If zero, DefaultHeaderTimeout.
+	HeaderTimeout time.Duration
+	// IdleTimeout is how long a keep-alive connection may wait for its
+	// next request. If zero, DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// BodyTimeout is how long a read of the request body, or a write of
+	// the response, may wait for the client before the connection is
+	// closed. If zero, DefaultBodyTimeout.
+	BodyTimeout time.Duration
+	// Log receives connection-level problems. If nil, nothing is logged.
+	Log *slog.Logger
+}
+
+// Defaults for ServerConfig.
+const (
+	DefaultHeaderTimeout = 15 * time.Second
+	DefaultIdleTimeout   = 75 * time.Second
+	DefaultBodyTimeout   = 60 * time.Second
+)
+
+// newConnGrace is how long, once shutdown began, a connection that has
+// not sent its first request yet is waited for: under socket activation a
+// connection accepted a moment before a restart carries a request that is
+// on its way.
+const newConnGrace = 5 * time.Second
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("balancer: server closed")
+
+// Server is berth's front door: it accepts connections on the public
+// listeners, reads HTTP/1.1 requests with a strict parser, hands each to
+// the handler chain, and drains on Shutdown without losing a request
+// that reached it. Its shape follows net/http.Server: Serve, Shutdown,
+// Close.
+type Server struct {
+	cfg ServerConfig
+	log *slog.Logger
+
+	ctx    context.Context // ends on Close: exchanges stop at once
+	cancel context.CancelFunc
+
+	shutting atomic.Bool
+	mu       sync.Mutex // protects conns, changed
+	conns    map[*conn]struct{}
+	changed  chan struct{} // closed and replaced when a connection ends or goes idle
+	wg       sync.WaitGroup
+	serving  sync.WaitGroup // accept loops
+}
+
+// NewServer returns a Server; Serve starts it.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	if cfg.Handler == nil {
+		return nil, errors.New("balancer: ServerConfig.Handler is nil")
+	}
+	if cfg.HeaderTimeout == 0 {
+		cfg.HeaderTimeout = DefaultHeaderTimeout
+	}
+	if cfg.IdleTimeout == 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.BodyTimeout == 0 {
+		cfg.BodyTimeout = DefaultBodyTimeout
+	}
+	s := &Server{cfg: cfg, log: cfg.Log, conns: map[*conn]struct{}{}, changed: make(chan struct{})}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
+}
+
+// Serve accepts connections on every listener until Shutdown or Close, or
+// until ctx ends (which is Close). It returns ErrServerClosed then, or the
+// first listener's fatal error.
+func (s *Server) Serve(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() { s.Close() })
+	defer stop()
+	errs := make(chan error, len(s.cfg.Listeners))
+	for i, l := range s.cfg.Listeners {
+		tls := i < len(s.cfg.TLS) && s.cfg.TLS[i]
+		s.serving.Add(1)
+		go func() {
+			defer s.serving.Done()
+			errs <- s.accept(l, tls)
+		}()
+	}
+	s.serving.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return ErrServerClosed
+}
+
+// accept runs one listener's accept loop; it returns nil once the
+// listener was closed by Shutdown or Close.
+func (s *Server) accept(l net.Listener, tls bool) error {
+	var pause time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			if s.shutting.Load() || s.ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				// Out of file descriptors or the like: wait and go on,
+				// as net/http does; the kernel keeps the backlog.
+				pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; retrying", "addr", l.Addr().String(), "err", err, "pause", pause)
+				time.Sleep(pause)
+				continue
+			}
+			return err
+		}
+		pause = 0
+		cn := s.newConn(c, tls)
+		if cn == nil {
+			c.Close()
+			continue
+		}
+		go cn.serve()
+	}
+}
+
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+func (s *Server) newConn(c net.Conn, tls bool) *conn {
+	cn := newConn(s, c, tls)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctx.Err() != nil {
+		return nil
+	}
+	s.conns[cn] = struct{}{}
+	s.wg.Add(1)
+	return cn
+}
+
+// forget is called by a connection when it ends.
+func (s *Server) forget(cn *conn) {
+	s.mu.Lock()
+	delete(s.conns, cn)
+	s.changedLocked()
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// wentIdle is called by a connection that finished a request and waits
+// for the next one.
+func (s *Server) wentIdle() {
+	if !s.shutting.Load() {
+		return
+	}
+	s.mu.Lock()
+	s.changedLocked()
+	s.mu.Unlock()
+}
+
+func (s *Server) changedLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// Draining reports whether Shutdown has begun: responses carry
+// Connection: close from then on.
+func (s *Server) Draining() bool { return s.shutting.Load() }
+
+// Shutdown stops the server without losing a request that reached it: it
+// closes the listeners, closes idle keep-alive connections at once, lets
+// every request in progress finish (its response says Connection: close),
+// and waits for a connection accepted just before to send its first
+// request (up to a short grace). It returns nil when every connection is
+// gone, or ctx's error when ctx ends first; Close then ends the rest.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutting.Store(true)
+	for _, l := range s.cfg.Listeners {
+		l.Close()
+	}
+	s.serving.Wait() // every accepted connection is tracked now
+	start := time.Now()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.mu.Lock()
+		left := 0
+		for cn := range s.conns {
+			if cn.state.Load() != stateHijacked {
+				left++
+				cn.closeIfIdle(time.Since(start) >= newConnGrace)
+			}
+		}
+		changed := s.changed
+		s.mu.Unlock()
+		if left == 0 {
+			s.closeConns() // protocol switches (WebSockets) end with berth
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-tick.C: // a new connection may have passed its grace
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Close closes the listeners and every connection at once, and waits for
+// the connections' goroutines to end.
+func (s *Server) Close() error {
+	s.shutting.Store(true)
+	s.cancel()
+	for _, l := range s.cfg.Listeners {
+		l.Close()
+	}
+	s.closeConns()
+	s.wg.Wait()
+	return nil
+}
+
+// closeConns closes every connection and the worker connection it uses.
+func (s *Server) closeConns() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for cn := range s.conns {
+		cn.c.Close()
+		if uc := cn.up.Load(); uc != nil {
+			uc.c.Close()
+		}
+	}
+}

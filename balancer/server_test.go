@@ -1,0 +1,201 @@
+package balancer
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// rawConn dials the front door for tests that speak HTTP by hand.
+func rawConn(t *testing.T, fd *frontDoor) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", fd.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c, bufio.NewReader(c)
+}
+
+// waitConns waits until the server tracks n connections in state.
+func waitConns(t *testing.T, s *Server, state int32, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s.mu.Lock()
+		got := 0
+		for cn := range s.conns {
+			if cn.state.Load() == state {
+				got++
+			}
+		}
+		changed := s.changed
+		s.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections in state %d, want %d", got, state, n)
+		}
+		select {
+		case <-changed:
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// TestShutdownAnswersRequestArrivingLate: a connection accepted before
+// shutdown whose request arrives after it began is answered (with
+// Connection: close), where http.Server.Shutdown would close it unanswered.
+func TestShutdownAnswersRequestArrivingLate(t *testing.T) {
+	p := NewPool(PoolConfig{})
+	up, _ := worker(t, "w1", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "answered") })
+	p.Add(up)
+	fd := serve(t, p)
+	c, r := rawConn(t, fd)
+	waitConns(t, fd.srv, stateNew, 1)
+
+	drained := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		drained <- fd.srv.Shutdown(ctx)
+	}()
+	// The listener closes first; then the late request arrives.
+	deadline := time.Now().Add(5 * time.Second)
+	for fd.srv.Draining() == false && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatalf("late request unanswered: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || string(body) != "answered" || !resp.Close {
+		t.Errorf("got %d %q close=%v, want 200 \"answered\" with Connection: close", resp.StatusCode, body, resp.Close)
+	}
+	if err := <-drained; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+}
+
+// TestShutdownClosesIdleAndFinishesInFlight: idle keep-alive connections
+// close at once; a request in progress is answered with Connection: close.
+func TestShutdownClosesIdleAndFinishesInFlight(t *testing.T) {
+	p := NewPool(PoolConfig{})
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	up, _ := worker(t, "w1", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			entered <- struct{}{}
+			<-release
+		}
+		io.WriteString(w, "done")
+	})
+	p.Add(up)
+	fd := serve(t, p)
+
+	idle, idleR := rawConn(t, fd)
+	io.WriteString(idle, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, err := http.ReadResponse(idleR, nil); err != nil || resp.Close {
+		t.Fatalf("first request: %v", err)
+	} else {
+		io.ReadAll(resp.Body)
+	}
+	busy, busyR := rawConn(t, fd)
+	io.WriteString(busy, "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+	<-entered
+
+	drained := make(chan error, 1)
+	go func() { drained <- fd.srv.Shutdown(context.Background()) }()
+	// The idle connection is closed without waiting for the busy one.
+	if _, err := idleR.ReadByte(); err != io.EOF {
+		t.Errorf("idle connection: read %v, want EOF", err)
+	}
+	select {
+	case err := <-drained:
+		t.Fatalf("Shutdown returned (%v) while a request was in flight", err)
+	default:
+	}
+	close(release)
+	resp, err := http.ReadResponse(busyR, nil)
+	if err != nil {
+		t.Fatalf("in-flight request: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if string(body) != "done" || !resp.Close {
+		t.Errorf("in-flight request got %q close=%v, want \"done\" with Connection: close", body, resp.Close)
+	}
+	if err := <-drained; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+}
+
+// TestRefusedHeads: what the parser refuses is answered by the front door
+// with the status that says why, the connection is closed, and the app
+// sees nothing.
+func TestRefusedHeads(t *testing.T) {
+	p := NewPool(PoolConfig{})
+	seen := make(chan string, 10)
+	up, _ := worker(t, "w1", func(w http.ResponseWriter, r *http.Request) {
+		seen <- r.Method + " " + r.URL.Path
+		io.Copy(io.Discard, r.Body)
+		io.WriteString(w, "app")
+	})
+	p.Add(up)
+	fd := serve(t, p)
+	for _, tc := range []struct {
+		name string
+		req  string
+		want int
+	}{
+		{"CL and TE", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+		{"tab before chunked", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding:\tchunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+		{"obs-fold TE", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: x\r\n chunked\r\n\r\n0\r\n\r\n", 400},
+		{"differing CL", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400},
+		{"TE not chunked last", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n", 400},
+		{"bare LF", "GET / HTTP/1.1\nHost: x\n\n", 400},
+		{"no Host in 1.1", "GET / HTTP/1.1\r\n\r\n", 400},
+		{"two Hosts", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
+		{"huge header", "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 64<<10) + "\r\n\r\n", 431},
+		{"huge URI", "GET /" + strings.Repeat("a", 16<<10) + " HTTP/1.1\r\nHost: x\r\n\r\n", 414},
+		{"HTTP/2 preface", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505},
+		{"CONNECT", "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", 405},
+		{"malformed chunked body", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n", 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, r := rawConn(t, fd)
+			io.WriteString(c, tc.req)
+			resp, err := http.ReadResponse(r, nil)
+			if err != nil {
+				t.Fatalf("no answer: %v", err)
+			}
+			io.ReadAll(resp.Body)
+			if resp.StatusCode != tc.want {
+				t.Errorf("status %d, want %d", resp.StatusCode, tc.want)
+			}
+			if _, err := r.ReadByte(); err != io.EOF {
+				t.Errorf("connection left open after %d (read: %v)", resp.StatusCode, err)
+			}
+		})
+	}
+	select {
+	case s := <-seen:
+		if s != "POST /" { // only the malformed chunked body may have begun to reach the app
+			t.Errorf("the app saw %q", s)
+		}
+	default:
+	}
+	for len(seen) > 0 {
+		if s := <-seen; strings.Contains(s, "smuggled") {
+			t.Errorf("a smuggled request reached the app: %q", s)
+		}
+	}
+}

@@ -1,0 +1,165 @@
+package balancer
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"berth/balancer/h1"
+)
+
+// Upstream is one ready worker as the balancer sees it, with its own pool
+// of keep-alive connections: a connection to one worker never carries a
+// request for another.
+type Upstream struct {
+	// Name names the worker in errors and logs ("w1").
+	Name string
+	// Network and Addr are what to dial: "unix" and a socket path, or
+	// "tcp" and a loopback host:port.
+	Network, Addr string
+	// Pid is the worker's process id, for status output (0 if unknown).
+	Pid int
+
+	inflight atomic.Int64 // requests being served now
+	served   atomic.Uint64
+
+	mu      sync.Mutex // protects idle, retired
+	idle    []*upConn  // most recently used last
+	retired bool
+}
+
+// Inflight is the number of requests the worker is serving now.
+func (u *Upstream) Inflight() int64 { return u.inflight.Load() }
+
+// Served is the number of requests the worker has completed.
+func (u *Upstream) Served() uint64 { return u.served.Load() }
+
+// Limits of the keep-alive pool of one worker. upIdleTimeout stays below
+// Node's default keepAliveTimeout (5 s) so that berth, not the app, closes
+// an idle connection: a request is never written to a connection the app
+// is closing.
+const (
+	upMaxIdle     = 128
+	upIdleTimeout = 4 * time.Second
+)
+
+// upConn is one connection to a worker.
+type upConn struct {
+	up    *Upstream
+	c     net.Conn
+	cw    countingWriter
+	bw    *bufio.Writer
+	rd    *h1.Reader
+	chunk h1.ChunkedWriter
+	resp  h1.Response
+	used  time.Time // when it was last put back idle
+	reuse bool      // it carried a request before this one
+	body  errReader
+	// scratch formats numbers and addresses for the request head.
+	scratch [64]byte
+}
+
+// countingWriter counts what reached the worker's socket, so that a
+// request is retried elsewhere only if not one byte of it did.
+type countingWriter struct {
+	c    net.Conn
+	sent int64
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	n, err := w.c.Write(p)
+	w.sent += int64(n)
+	return n, err
+}
+
+// errReader records a read error of the client's body, so a failed copy
+// can be blamed on the side that failed.
+type errReader struct {
+	r   interface{ Read([]byte) (int, error) }
+	err error
+}
+
+func (e *errReader) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err.Error() != "EOF" {
+		e.err = err
+	}
+	return n, err
+}
+
+// getConn returns an idle connection to u, or dials a new one.
+func (u *Upstream) getConn(ctx context.Context) (*upConn, error) {
+	now := time.Now()
+	u.mu.Lock()
+	for len(u.idle) > 0 {
+		uc := u.idle[len(u.idle)-1]
+		u.idle[len(u.idle)-1] = nil
+		u.idle = u.idle[:len(u.idle)-1]
+		if now.Sub(uc.used) < upIdleTimeout {
+			u.mu.Unlock()
+			uc.reuse = true
+			return uc, nil
+		}
+		uc.c.Close()
+	}
+	u.mu.Unlock()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, u.Network, u.Addr)
+	if err != nil {
+		return nil, err
+	}
+	uc := &upConn{up: u, c: c}
+	uc.cw.c = c
+	uc.bw = bufio.NewWriterSize(&uc.cw, 4<<10)
+	uc.rd = h1.NewReader(c, h1.Limits{MaxHeaderBytes: 256 << 10, MaxRequestLine: 64 << 10, MaxFields: 1000})
+	return uc, nil
+}
+
+// putConn returns a connection that finished an exchange cleanly.
+func (u *Upstream) putConn(uc *upConn) {
+	uc.used = time.Now()
+	u.mu.Lock()
+	if u.retired || len(u.idle) >= upMaxIdle {
+		u.mu.Unlock()
+		uc.c.Close()
+		return
+	}
+	// The oldest idle connections are past their time: drop them here
+	// rather than keep a reaper goroutine.
+	drop := 0
+	for drop < len(u.idle) && uc.used.Sub(u.idle[drop].used) >= upIdleTimeout {
+		u.idle[drop].c.Close()
+		drop++
+	}
+	if drop > 0 {
+		n := copy(u.idle, u.idle[drop:])
+		clear(u.idle[n:])
+		u.idle = u.idle[:n]
+	}
+	u.idle = append(u.idle, uc)
+	u.mu.Unlock()
+}
+
+// dropIdle closes every idle connection to u: after one of them failed,
+// the others are suspect (the worker may have died).
+func (u *Upstream) dropIdle() {
+	u.mu.Lock()
+	idle := u.idle
+	u.idle = nil
+	u.mu.Unlock()
+	for _, uc := range idle {
+		uc.c.Close()
+	}
+}
+
+// retire closes the idle connections of a worker leaving the pool and
+// keeps it from pooling more.
+func (u *Upstream) retire() {
+	u.mu.Lock()
+	u.retired = true
+	u.mu.Unlock()
+	u.dropIdle()
+}
