@@ -14,38 +14,74 @@ import (
 //
 //	go test -run - -bench ProxyHello -benchmem -cpuprofile cpu.out ./balancer
 func BenchmarkProxyHello(b *testing.B) {
-	path := b.TempDir() + "/w.sock"
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	go fakeWorker(l, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\nhello world\n")
-	p := NewPool(PoolConfig{})
-	p.Add(&Upstream{Name: "w1", Network: "unix", Addr: path})
-	px, _ := NewProxy(ProxyConfig{Pool: p})
-	fl, _ := net.Listen("tcp", "127.0.0.1:0")
-	srv, _ := NewServer(ServerConfig{Handler: px, Listeners: []net.Listener{fl}})
-	go srv.Serve(b.Context())
-	defer srv.Close()
-
-	c, err := net.Dial("tcp", fl.Addr().String())
+	addr := benchFrontDoor(b)
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer c.Close()
 	r := bufio.NewReader(c)
-	req := []byte("GET /hello HTTP/1.1\r\nHost: bench\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n")
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := c.Write(req); err != nil {
+		if _, err := c.Write(benchRequest); err != nil {
 			b.Fatal(err)
 		}
 		if err := skipResponse(r); err != nil {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkProxyHelloParallel is BenchmarkProxyHello with 32 keep-alive
+// clients per core at once, as wrk's c=64 on two cores.
+func BenchmarkProxyHelloParallel(b *testing.B) {
+	addr := benchFrontDoor(b)
+	b.ReportAllocs()
+	b.SetParallelism(32)
+	b.RunParallel(func(pb *testing.PB) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		for pb.Next() {
+			if _, err := c.Write(benchRequest); err != nil {
+				b.Error(err)
+				return
+			}
+			if err := skipResponse(r); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+var benchRequest = []byte("GET /hello HTTP/1.1\r\nHost: bench\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n")
+
+// benchFrontDoor starts a front door and proxy before two minimal workers
+// and returns its address.
+func benchFrontDoor(b *testing.B) string {
+	p := NewPool(PoolConfig{})
+	for _, name := range []string{"w1", "w2"} {
+		path := b.TempDir() + "/" + name + ".sock"
+		l, err := net.Listen("unix", path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { l.Close() })
+		go fakeWorker(l, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n\r\nhello world\n")
+		p.Add(&Upstream{Name: name, Network: "unix", Addr: path})
+	}
+	px, _ := NewProxy(ProxyConfig{Pool: p})
+	fl, _ := net.Listen("tcp", "127.0.0.1:0")
+	srv, _ := NewServer(ServerConfig{Handler: px, Listeners: []net.Listener{fl}})
+	go srv.Serve(b.Context())
+	b.Cleanup(func() { srv.Close() })
+	return fl.Addr().String()
 }
 
 // fakeWorker answers every request on every connection with resp.
