@@ -17,6 +17,7 @@ func TestLeastBusy(t *testing.T) {
 		name  string
 		loads []int64
 		skip  []int
+		held  []int
 		start int
 		want  string // "" for nil
 	}{
@@ -26,12 +27,17 @@ func TestLeastBusy(t *testing.T) {
 		{name: "ties rotate past the end", loads: []int64{0, 0, 0}, start: 5, want: "c"},
 		{name: "skips tried", loads: []int64{0, 5, 1}, skip: []int{0}, want: "c"},
 		{name: "all skipped", loads: []int64{0, 1}, skip: []int{0, 1}, want: ""},
+		{name: "skips held", loads: []int64{0, 5, 1}, held: []int{0}, want: "c"},
+		{name: "all held", loads: []int64{0, 1}, held: []int{0, 1}, want: ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			us := ups(tc.loads...)
 			var skip []*Upstream
 			for _, i := range tc.skip {
 				skip = append(skip, us[i])
+			}
+			for _, i := range tc.held {
+				us[i].hold.Store(HoldBlocked)
 			}
 			got := leastBusy(us, skip, tc.start)
 			name := ""

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -118,7 +119,13 @@ func (p *Pool) Total() uint64 { return p.total.Load() }
 // against it; the caller must Release it. With no worker ready it waits in
 // the bounded queue until one is, ctx ends, or the queue timeout passes.
 func (p *Pool) Acquire(ctx context.Context, skip []*Upstream) (*Upstream, error) {
-	if u, _, _ := p.pick(skip); u != nil {
+	return p.AcquirePreferring(ctx, nil, skip)
+}
+
+// AcquirePreferring is Acquire, but takes the worker named prefer when it
+// is in service, not held and not in skip (sticky sessions).
+func (p *Pool) AcquirePreferring(ctx context.Context, prefer []byte, skip []*Upstream) (*Upstream, error) {
+	if u, _, _ := p.pick(prefer, skip); u != nil {
 		return u, nil
 	}
 	if n := p.queued.Add(1); p.cfg.MaxQueue > 0 && n > int64(p.cfg.MaxQueue) {
@@ -129,7 +136,7 @@ func (p *Pool) Acquire(ctx context.Context, skip []*Upstream) (*Upstream, error)
 	timer := time.NewTimer(p.cfg.QueueTimeout)
 	defer timer.Stop()
 	for {
-		u, reason, changed := p.pick(skip)
+		u, reason, changed := p.pick(prefer, skip)
 		if u != nil {
 			return u, nil
 		}
@@ -146,21 +153,82 @@ func (p *Pool) Acquire(ctx context.Context, skip []*Upstream) (*Upstream, error)
 	}
 }
 
-// pick takes the least-busy upstream, or reports why there is none and a
-// channel closed on the next change.
-func (p *Pool) pick(skip []*Upstream) (*Upstream, string, <-chan struct{}) {
+// pick takes the preferred or least-busy upstream, or reports why there
+// is none and a channel closed on the next change. Held workers are
+// waited for: they come back.
+func (p *Pool) pick(prefer []byte, skip []*Upstream) (*Upstream, string, <-chan struct{}) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	u := leastBusy(p.ups, skip, int(p.next.Add(1)))
+	var u *Upstream
+	if len(prefer) > 0 {
+		for _, x := range p.ups {
+			if x.Name == string(prefer) && x.hold.Load() == 0 && !slices.Contains(skip, x) {
+				u = x
+				break
+			}
+		}
+	}
+	if u == nil {
+		u = leastBusy(p.ups, skip, int(p.next.Add(1)))
+	}
 	if u == nil {
 		reason := p.reason
-		if len(p.ups) > 0 && reason == "" {
+		if reason == "" && len(p.ups) > 0 && len(skip) > 0 && allIn(p.ups, skip) {
 			reason = "every worker failed this request"
 		}
 		return nil, reason, p.changed
 	}
 	u.inflight.Add(1)
 	return u, "", nil
+}
+
+func allIn(ups, skip []*Upstream) bool {
+	for _, u := range ups {
+		if !slices.Contains(skip, u) {
+			return false
+		}
+	}
+	return true
+}
+
+// Reasons a worker is held out of rotation: it gets no new request while
+// any is set, and requests wait for it (or another) in the queue.
+const (
+	// HoldBlocked: its event loop has not answered a heartbeat in time.
+	HoldBlocked uint32 = 1 << iota
+	// HoldOOB: it runs out-of-band work.
+	HoldOOB
+	// HoldRecycle: it is being replaced and finishes what it has.
+	HoldRecycle
+)
+
+// SetHold sets or clears one hold reason of u.
+func (p *Pool) SetHold(u *Upstream, reason uint32, on bool) {
+	for {
+		old := u.hold.Load()
+		nw := old &^ reason
+		if on {
+			nw = old | reason
+		}
+		if old == nw || u.hold.CompareAndSwap(old, nw) {
+			break
+		}
+	}
+	p.mu.Lock()
+	p.changedLocked()
+	p.mu.Unlock()
+}
+
+// Lookup returns the upstream in service named name, or nil.
+func (p *Pool) Lookup(name string) *Upstream {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, u := range p.ups {
+		if u.Name == name {
+			return u
+		}
+	}
+	return nil
 }
 
 // Release ends a request Acquire counted; it counts as served.

@@ -1,13 +1,16 @@
 package balancer
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
 	"syscall"
+	"time"
 
 	"berth/balancer/h1"
 )
@@ -24,6 +27,23 @@ type ProxyConfig struct {
 	Attempts int
 	// Log receives one line per failed request. If nil, nothing is logged.
 	Log *slog.Logger
+
+	// MaxRequestTime bounds how long a worker may take to begin its
+	// answer, and then to send each further part of it; past it the
+	// request gets 504 and OnTimeout is called. Zero means no limit.
+	// Protocol switches (WebSockets) are not bound by it.
+	MaxRequestTime time.Duration
+	// OnTimeout, if not nil, is told of a worker that passed
+	// MaxRequestTime (the caller may recycle it if it is still blocked).
+	OnTimeout func(up *Upstream)
+	// OnOOB, if not nil, is told of a worker whose response asked for
+	// out-of-band work (X-Berth-OOB-Work or Passenger's
+	// X-Passenger-Request-OOB-Work: true); the field is not passed on.
+	OnOOB func(up *Upstream)
+	// StickyCookie, if not empty, turns on sticky sessions: a response
+	// carries a cookie of that name naming its worker, and a request
+	// carrying it goes to that worker while it is in service.
+	StickyCookie string
 }
 
 // Proxy is the last link of the handler chain: it carries each request to
@@ -37,6 +57,9 @@ type ProxyConfig struct {
 type Proxy struct {
 	cfg ProxyConfig
 	log *slog.Logger
+
+	mu      sync.Mutex // protects cookies
+	cookies map[*Upstream][]byte
 }
 
 // NewProxy returns a Proxy.
@@ -47,7 +70,7 @@ func NewProxy(cfg ProxyConfig) (*Proxy, error) {
 	if cfg.Attempts == 0 {
 		cfg.Attempts = 3
 	}
-	p := &Proxy{cfg: cfg, log: cfg.Log}
+	p := &Proxy{cfg: cfg, log: cfg.Log, cookies: map[*Upstream][]byte{}}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -66,13 +89,17 @@ const (
 func (p *Proxy) ServeExchange(x *Exchange) {
 	var triedBuf [4]*Upstream
 	tried := triedBuf[:0]
+	var sticky []byte
+	if p.cfg.StickyCookie != "" {
+		sticky = cookieValue(x.Req.Header, p.cfg.StickyCookie)
+	}
 	for i := 1; ; i++ {
-		up, err := p.cfg.Pool.Acquire(x.Context(), tried)
+		up, err := p.cfg.Pool.AcquirePreferring(x.Context(), sticky, tried)
 		if err != nil {
 			p.unavailable(x, err, tried)
 			return
 		}
-		res := p.forward(x, up, i >= p.cfg.Attempts)
+		res := p.forward(x, up, i >= p.cfg.Attempts, sticky)
 		p.cfg.Pool.Release(up)
 		if res != retry {
 			return
@@ -82,7 +109,7 @@ func (p *Proxy) ServeExchange(x *Exchange) {
 }
 
 // forward carries x to up and its answer back.
-func (p *Proxy) forward(x *Exchange, up *Upstream, lastTry bool) outcome {
+func (p *Proxy) forward(x *Exchange, up *Upstream, lastTry bool, sticky []byte) outcome {
 	cn := x.conn
 	uc, err := up.getConn(x.Context())
 	if err != nil {
@@ -135,12 +162,18 @@ func (p *Proxy) forward(x *Exchange, up *Upstream, lastTry bool) outcome {
 
 	// The answer: interim responses pass through, then the final one.
 	resp := &uc.resp
+	if p.cfg.MaxRequestTime > 0 {
+		uc.limit = p.cfg.MaxRequestTime
+		uc.arm()
+	}
 	for {
 		if err = uc.rd.ReadResponse(resp); err != nil {
 			uc.c.Close()
 			up.dropIdle()
 			var he *h1.Error
-			if errors.As(err, &he) {
+			if isTimeout(err) && uc.limit > 0 {
+				p.timedOut(x, up)
+			} else if errors.As(err, &he) {
 				p.fail(x, up, 502, fmt.Sprintf("worker %s sent a malformed response.", up.Name), err)
 			} else {
 				p.fail(x, up, 502, p.diedText(up), err)
@@ -161,8 +194,18 @@ func (p *Proxy) forward(x *Exchange, up *Upstream, lastTry bool) outcome {
 			p.fail(x, up, 502, fmt.Sprintf("worker %s switched protocols unasked.", up.Name), nil)
 			return done
 		}
+		uc.limit = 0
+		uc.c.SetReadDeadline(time.Time{})
 		p.tunnel(x, uc)
 		return done
+	}
+	if p.cfg.OnOOB != nil && wantsOOB(resp) {
+		resp.Header.Del("X-Berth-OOB-Work")
+		resp.Header.Del("X-Passenger-Request-OOB-Work")
+		p.cfg.OnOOB(up)
+	}
+	if p.cfg.StickyCookie != "" && string(sticky) != up.Name {
+		resp.Header.Add(hSetCookie, p.stickyCookie(up))
 	}
 
 	var n int64
@@ -192,7 +235,12 @@ func (p *Proxy) forward(x *Exchange, up *Upstream, lastTry bool) outcome {
 		uc.c.Close()
 		cn.w.closeAfter = true
 		cn.w.broken = true
-		if err != nil && !errors.Is(err, errClientWrite) {
+		if isTimeout(err) && uc.limit > 0 {
+			p.log.Warn("worker stalled mid-response past the maximum request time", "worker", up.Name, "max_request_time", uc.limit.String())
+			if p.cfg.OnTimeout != nil {
+				p.cfg.OnTimeout(up)
+			}
+		} else if err != nil && !errors.Is(err, errClientWrite) {
 			p.log.Warn("worker failed while sending a response", "worker", up.Name, "method", string(req.Method), "path", string(req.Path()), "err", err)
 		}
 		return done
@@ -208,6 +256,10 @@ func (p *Proxy) forward(x *Exchange, up *Upstream, lastTry bool) outcome {
 
 // reuse puts a connection whose exchange ended cleanly back in its pool.
 func (p *Proxy) reuse(uc *upConn, resp *h1.Response) {
+	if uc.limit > 0 {
+		uc.limit = 0
+		uc.c.SetReadDeadline(time.Time{})
+	}
 	if resp.KeepAlive {
 		uc.up.putConn(uc)
 	} else {
@@ -217,6 +269,64 @@ func (p *Proxy) reuse(uc *upConn, resp *h1.Response) {
 
 func (p *Proxy) diedText(up *Upstream) string {
 	return fmt.Sprintf("worker %s failed while handling the request (it closed the connection, or exited). The request was not retried because the app may have acted on it.", up.Name)
+}
+
+// timedOut answers a request whose worker did not begin its answer within
+// MaxRequestTime.
+func (p *Proxy) timedOut(x *Exchange, up *Upstream) {
+	p.fail(x, up, 504, fmt.Sprintf("worker %s did not answer within the maximum request time (%s).", up.Name, p.cfg.MaxRequestTime), nil)
+	if p.cfg.OnTimeout != nil {
+		p.cfg.OnTimeout(up)
+	}
+}
+
+var hSetCookie = []byte("Set-Cookie")
+
+// stickyCookie is the Set-Cookie value that sends a client back to up.
+func (p *Proxy) stickyCookie(up *Upstream) []byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	c, ok := p.cookies[up]
+	if !ok {
+		for k := range p.cookies { // workers come and go: keep the map small
+			if len(p.cookies) < 64 {
+				break
+			}
+			delete(p.cookies, k)
+		}
+		c = []byte(p.cfg.StickyCookie + "=" + up.Name + "; Path=/; HttpOnly; SameSite=Lax")
+		p.cookies[up] = c
+	}
+	return c
+}
+
+// cookieValue returns the value of the cookie named name in the request's
+// Cookie fields, or nil.
+func cookieValue(fs h1.Fields, name string) []byte {
+	for _, f := range fs {
+		if !equalFold(f.Name, "Cookie") {
+			continue
+		}
+		v := f.Value
+		for len(v) > 0 {
+			var pair []byte
+			if i := bytes.IndexByte(v, ';'); i >= 0 {
+				pair, v = v[:i], v[i+1:]
+			} else {
+				pair, v = v, nil
+			}
+			pair = bytes.TrimLeft(pair, " \t")
+			if len(pair) > len(name) && pair[len(name)] == '=' && string(pair[:len(name)]) == name {
+				return bytes.TrimRight(pair[len(name)+1:], " \t")
+			}
+		}
+	}
+	return nil
+}
+
+// wantsOOB reports whether the app asked for out-of-band work.
+func wantsOOB(resp *h1.Response) bool {
+	return resp.Header.Has("X-Berth-OOB-Work") || equalFold(resp.Header.Get("X-Passenger-Request-OOB-Work"), "true")
 }
 
 // writeBody copies the client's body to the worker, in its own framing:

@@ -25,6 +25,7 @@ type Upstream struct {
 
 	inflight atomic.Int64 // requests being served now
 	served   atomic.Uint64
+	hold     atomic.Uint32 // Hold* reasons it gets no new request
 
 	mu      sync.Mutex // protects idle, retired
 	idle    []*upConn  // most recently used last
@@ -33,6 +34,9 @@ type Upstream struct {
 
 // Inflight is the number of requests the worker is serving now.
 func (u *Upstream) Inflight() int64 { return u.inflight.Load() }
+
+// Held reports the Hold* reasons the worker is out of rotation (0: in).
+func (u *Upstream) Held() uint32 { return u.hold.Load() }
 
 // Served is the number of requests the worker has completed.
 func (u *Upstream) Served() uint64 { return u.served.Load() }
@@ -58,8 +62,32 @@ type upConn struct {
 	used  time.Time // when it was last put back idle
 	reuse bool      // it carried a request before this one
 	body  errReader
+	// limit is the read deadline's span while an answer is read (the
+	// maximum request time), zero for none; rdl is the deadline armed.
+	limit time.Duration
+	rdl   time.Time
 	// scratch formats numbers and addresses for the request head.
 	scratch [64]byte
+}
+
+// arm sets the read deadline limit ahead.
+func (uc *upConn) arm() {
+	uc.rdl = time.Now().Add(uc.limit)
+	uc.c.SetReadDeadline(uc.rdl)
+}
+
+// limitedReader re-arms the maximum-request-time deadline as the answer
+// makes progress, so a response that keeps streaming is not "hung": at
+// most once per half limit, to keep timer changes off the hot path.
+type limitedReader struct{ uc *upConn }
+
+func (r limitedReader) Read(p []byte) (int, error) {
+	uc := r.uc
+	n, err := uc.c.Read(p)
+	if n > 0 && uc.limit > 0 && time.Until(uc.rdl) < uc.limit/2 {
+		uc.arm()
+	}
+	return n, err
 }
 
 // countingWriter counts what reached the worker's socket, so that a
@@ -114,7 +142,7 @@ func (u *Upstream) getConn(ctx context.Context) (*upConn, error) {
 	uc := &upConn{up: u, c: c}
 	uc.cw.c = c
 	uc.bw = bufio.NewWriterSize(&uc.cw, 4<<10)
-	uc.rd = h1.NewReader(c, h1.Limits{MaxHeaderBytes: 256 << 10, MaxRequestLine: 64 << 10, MaxFields: 1000})
+	uc.rd = h1.NewReader(limitedReader{uc}, h1.Limits{MaxHeaderBytes: 256 << 10, MaxRequestLine: 64 << 10, MaxFields: 1000})
 	return uc, nil
 }
 
