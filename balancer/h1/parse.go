@@ -2,7 +2,9 @@ package h1
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math"
+	"strings"
 )
 
 // Byte classes (RFC 9110 §5.6.2 tchar, §5.5 field-vchar / obs-text).
@@ -30,6 +32,36 @@ var class = func() (t [256]uint8) {
 }()
 
 func isTchar(c byte) bool { return class[c]&cTchar != 0 }
+
+const (
+	lo8 = 0x0101010101010101
+	hi8 = 0x8080808080808080
+)
+
+// validValue reports whether v holds only field-value bytes: HTAB, SP,
+// VCHAR and obs-text (RFC 9110 §5.5). It looks at 8 bytes at a time and
+// at single bytes only in a word with a byte below 0x20 or a DEL.
+func validValue(v []byte) bool {
+	for len(v) >= 8 {
+		x := binary.LittleEndian.Uint64(v)
+		// A byte of x below 0x20 (high bit clear), or equal to 0x7f.
+		y := x ^ (0x7f * lo8)
+		if ((x-0x20*lo8)&^x|(y-lo8)&^y)&hi8 != 0 {
+			for _, c := range v[:8] {
+				if class[c]&cValue == 0 {
+					return false
+				}
+			}
+		}
+		v = v[8:]
+	}
+	for _, c := range v {
+		if class[c]&cValue == 0 {
+			return false
+		}
+	}
+	return true
+}
 
 // fieldInfo is what the framing and connection rules need from a header
 // section, gathered in the one pass that parses it.
@@ -66,10 +98,8 @@ func parseFields(head []byte, fs *Fields, fi *fieldInfo, errf func(int, string) 
 			return errf(400, "malformed field name")
 		}
 		name, value := line[:n], line[n+1:]
-		for _, c := range value {
-			if class[c]&cValue == 0 {
-				return errf(400, "invalid character in field value")
-			}
+		if !validValue(value) {
+			return errf(400, "invalid character in field value")
 		}
 		value = trimOWS(value)
 		out = append(out, Field{Name: name, Value: value})
@@ -275,7 +305,7 @@ func validTarget(method, target []byte) bool {
 	case len(target) == 1 && target[0] == '*':
 		return string(method) == "OPTIONS"
 	case string(method) == "CONNECT":
-		return true
+		return validAuthority(target)
 	}
 	// absolute-form: scheme ":" ...
 	c := target[0] | 0x20
@@ -292,6 +322,41 @@ func validTarget(method, target []byte) bool {
 		}
 	}
 	return false
+}
+
+// validAuthority reports whether target is uri-host ":" port (RFC 9112
+// §3.2.3), with a non-empty port of digits.
+func validAuthority(target []byte) bool {
+	i := bytes.LastIndexByte(target, ':')
+	if i <= 0 || i == len(target)-1 {
+		return false
+	}
+	for _, c := range target[i+1:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	host := target[:i]
+	if host[0] == '[' {
+		// IP-literal
+		if host[len(host)-1] != ']' {
+			return false
+		}
+		for _, c := range host[1 : len(host)-1] {
+			if !(c == ':' || c == '.' || '0' <= c && c <= '9' || 'a' <= c|0x20 && c|0x20 <= 'f') {
+				return false
+			}
+		}
+		return true
+	}
+	for _, c := range host {
+		// reg-name or IPv4address: unreserved, pct-encoded, sub-delims
+		if !('a' <= c|0x20 && c|0x20 <= 'z' || '0' <= c && c <= '9' ||
+			strings.IndexByte("-._~%!$&'()*+,;=", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // parseResponse parses a response head (RFC 9112 §4, §6.3).
