@@ -1,6 +1,9 @@
 package h1
 
-import "io"
+import (
+	"errors"
+	"io"
+)
 
 // Body modes and chunked states.
 const (
@@ -195,4 +198,41 @@ ext:
 		}
 	}
 	return size, nil
+}
+
+// readDirect reads body content from the connection straight into a p at
+// least as large as the buffer, when nothing is buffered and the body is
+// in content (not in chunk framing). It reports false when it did not
+// apply or read nothing; the connection's error is then kept for next.
+func (b *Body) readDirect(p []byte) (int, bool) {
+	r := b.r
+	if len(p) < bufSize || r.r != r.w || r.err != nil || b.err != nil || b.done ||
+		b.limit > 0 || b.mode == modeChunked && b.st != stData {
+		return 0, false
+	}
+	if b.mode != modeClose && int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := r.rd.Read(p)
+	if n < 0 || n > len(p) {
+		n, err = 0, errors.New("h1: connection returned an invalid count from Read")
+	}
+	if err != nil {
+		r.err = err
+	}
+	if n == 0 {
+		return 0, false
+	}
+	b.total += int64(n)
+	if b.mode != modeClose {
+		b.left -= int64(n)
+		if b.left == 0 {
+			if b.mode == modeFixed {
+				b.finish()
+			} else {
+				b.st = stCRLF
+			}
+		}
+	}
+	return n, true
 }

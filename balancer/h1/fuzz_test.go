@@ -225,8 +225,8 @@ func FuzzChunked(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in := append([]byte(head), data...)
 		// decode returns the body, the error's status and how many bytes
-		// of the input the message took.
-		decode := func(oneByte bool) (string, int, int) {
+		// of the input the message took; readSize 0 is CopyTo.
+		decode := func(oneByte bool, readSize int) (string, int, int) {
 			base := bytes.NewReader(in)
 			var src io.Reader = base
 			if oneByte {
@@ -240,8 +240,8 @@ func FuzzChunked(f *testing.F) {
 			b := r.Body(req.ContentLength, req.Chunked)
 			var out bytes.Buffer
 			var err error
-			if oneByte {
-				p := make([]byte, 3)
+			if readSize > 0 {
+				p := make([]byte, readSize)
 				for {
 					var n int
 					n, err = b.Read(p)
@@ -265,10 +265,12 @@ func FuzzChunked(f *testing.F) {
 			}
 			return out.String(), 0, len(in) - base.Len() - r.Buffered()
 		}
-		b1, s1, end1 := decode(false)
-		b2, s2, end2 := decode(true)
-		if s1 != s2 || s1 == 0 && (b1 != b2 || end1 != end2) {
-			t.Fatalf("whole reads: %q status %d end %d; single bytes: %q status %d end %d", b1, s1, end1, b2, s2, end2)
+		b1, s1, end1 := decode(false, 0)
+		for _, size := range []int{3, 2 * bufSize} {
+			b2, s2, end2 := decode(true, size)
+			if s1 != s2 || s1 == 0 && (b1 != b2 || end1 != end2) {
+				t.Fatalf("CopyTo: %q status %d end %d; single-byte reads, Read(%d): %q status %d end %d", b1, s1, end1, size, b2, s2, end2)
+			}
 		}
 	})
 }

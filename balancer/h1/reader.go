@@ -189,6 +189,9 @@ func (b *Body) Read(p []byte) (int, error) {
 	if b.r == nil {
 		return 0, io.EOF
 	}
+	if n, ok := b.readDirect(p); ok {
+		return n, nil
+	}
 	data, err := b.next(nil)
 	if err != nil {
 		return 0, err
@@ -197,6 +200,9 @@ func (b *Body) Read(p []byte) (int, error) {
 	b.consume(n)
 	return n, nil
 }
+
+// WriteTo is CopyTo without flushing, for io.Copy.
+func (b *Body) WriteTo(w io.Writer) (int64, error) { return b.CopyTo(w, nil) }
 
 // CopyTo writes the rest of the body to w straight from the Reader's
 // buffer, and calls flush (if not nil) before every read that has to wait

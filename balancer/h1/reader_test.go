@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -367,3 +368,69 @@ func TestCopyToFlushes(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestReadLarge reads large bodies with a large p, which Read fills from
+// the connection directly when nothing is buffered.
+func TestReadLarge(t *testing.T) {
+	content := strings.Repeat("0123456789abcdef", 4000)
+	var chunked strings.Builder
+	for i := 0; i < len(content); i += 10000 {
+		part := content[i:min(i+10000, len(content))]
+		chunked.WriteString(strconv.FormatInt(int64(len(part)), 16) + "\r\n" + part + "\r\n")
+	}
+	chunked.WriteString("0\r\n\r\n")
+	tests := []struct {
+		name string
+		in   string
+		resp bool
+	}{
+		{name: "fixed", in: "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: " + strconv.Itoa(len(content)) + "\r\n\r\n" + content + "GET / HTTP/1.1\r\nHost: h\r\n\r\n"},
+		{name: "chunked", in: "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked.String() + "GET / HTTP/1.1\r\nHost: h\r\n\r\n"},
+		{name: "until close", in: "HTTP/1.1 200 OK\r\n\r\n" + content, resp: true},
+	}
+	for _, tt := range tests {
+		for _, src := range []struct {
+			name string
+			wrap func(io.Reader) io.Reader
+		}{{"whole", func(r io.Reader) io.Reader { return r }}, {"half", iotest.HalfReader}, {"data+EOF", iotest.DataErrReader}} {
+			t.Run(tt.name+"/"+src.name, func(t *testing.T) {
+				r := NewReader(src.wrap(strings.NewReader(tt.in)), Limits{})
+				var b *Body
+				if tt.resp {
+					var resp Response
+					if err := r.ReadResponse(&resp); err != nil {
+						t.Fatal(err)
+					}
+					b = r.Body(resp.BodyLength([]byte("GET")))
+				} else {
+					var req Request
+					if err := r.ReadRequest(&req); err != nil {
+						t.Fatal(err)
+					}
+					b = r.Body(req.ContentLength, req.Chunked)
+				}
+				var got []byte
+				p := make([]byte, 3*bufSize)
+				for {
+					n, err := b.Read(p)
+					got = append(got, p[:n]...)
+					if err == io.EOF {
+						break
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+				if string(got) != content || !b.Done() {
+					t.Fatalf("read %d bytes (Done %v), want %d", len(got), b.Done(), len(content))
+				}
+				if !tt.resp {
+					var req Request
+					if err := r.ReadRequest(&req); err != nil {
+						t.Fatalf("next request: %v", err)
+					}
+				}
+			})
+		}
+	}
+}
