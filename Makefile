@@ -19,7 +19,8 @@ demo: build
 
 # Each fuzz target for FUZZTIME (go test runs only their seed corpus).
 FUZZTIME ?= 30s
-FUZZ_TARGETS := ./balancer/h1:FuzzDifferential ./balancer/h1:FuzzReadRequest \
+FUZZ_TARGETS := ./balancer/h1:FuzzDifferential ./balancer/h1:FuzzDifferentialFraming \
+	./balancer/h1:FuzzReadRequest \
 	./balancer/h1:FuzzChunked ./balancer/h1:FuzzReadResponse
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -140,7 +140,11 @@ func (r *Reader) readHead(kind headKind, flush func() error) (start, end int, er
 				if r.w > lineStart && !isTchar(r.buf[lineStart]) && r.buf[lineStart] != '\r' {
 					return 0, 0, &Error{Status: 400, Reason: "malformed request line"}
 				}
-				if r.w-lineStart > lim.MaxRequestLine {
+				n := r.w - lineStart
+				if n > 0 && r.buf[r.w-1] == '\r' {
+					n-- // the CR of a line whose LF is still to come
+				}
+				if n > lim.MaxRequestLine {
 					return 0, 0, &Error{Status: 414, Reason: "request line too long"}
 				}
 			}

@@ -307,3 +307,35 @@ func FuzzReadResponse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDifferentialFraming is FuzzDifferential on requests built from
+// framing pieces the fuzzer varies on their own: the version, the
+// Transfer-Encoding and Content-Length values (each absent when empty),
+// one more field and what follows the head.
+func FuzzDifferentialFraming(f *testing.F) {
+	f.Add(byte('1'), "chunked", "", "X-A", "1", []byte("5\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n"))
+	f.Add(byte('1'), "", "5", "Connection", "close", []byte("helloGET"))
+	f.Add(byte('1'), "\tchunked", "5", "X", "", []byte("0\r\n\r\n"))
+	f.Add(byte('0'), "chunked", "", "Connection", "keep-alive", []byte("0\r\n\r\n"))
+	f.Add(byte('1'), "gzip, chunked", "", "Transfer-Encoding", "chunked", []byte("0\r\n\r\n"))
+	f.Add(byte('1'), "", "5", "Content-Length", "5", []byte("hello"))
+	f.Add(byte('1'), "chunked", "", "Trailer", "X", []byte("3;a=\"b\"\r\nabc\r\n0\r\nX: 1\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, minor byte, te, cl, name, value string, rest []byte) {
+		var b bytes.Buffer
+		b.WriteString("POST /t HTTP/1.")
+		b.WriteByte(minor)
+		b.WriteString("\r\nHost: a\r\n")
+		if te != "" {
+			b.WriteString("Transfer-Encoding: " + te + "\r\n")
+		}
+		if cl != "" {
+			b.WriteString("Content-Length: " + cl + "\r\n")
+		}
+		if name != "" {
+			b.WriteString(name + ": " + value + "\r\n")
+		}
+		b.WriteString("\r\n")
+		b.Write(rest)
+		checkDifferential(t, b.Bytes())
+	})
+}

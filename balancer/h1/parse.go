@@ -67,6 +67,7 @@ func validValue(v []byte) bool {
 // section, gathered in the one pass that parses it.
 type fieldInfo struct {
 	hosts, cls, tes int
+	hostBad         bool
 	cl              int64
 	clBad           bool
 	// Transfer-Encoding, all fields taken as one list: whether it has a
@@ -117,6 +118,7 @@ func (fi *fieldInfo) note(name, value []byte) {
 	case 4:
 		if equalFold(name, "host") {
 			fi.hosts++
+			fi.hostBad = fi.hostBad || !validHost(value)
 		}
 	case 6:
 		if equalFold(name, "expect") && equalFold(value, "100-continue") {
@@ -247,6 +249,9 @@ func parseRequest(req *Request, head []byte, lim *Limits) error {
 	if fi.hosts == 0 && minor == 1 {
 		return requestError(400, "HTTP/1.1 request without Host")
 	}
+	if fi.hostBad {
+		return requestError(400, "invalid Host")
+	}
 	req.Method, req.Target, req.Minor = method, target, minor
 	req.ContentLength, req.Chunked = 0, false
 	switch {
@@ -325,21 +330,27 @@ func validTarget(method, target []byte) bool {
 }
 
 // validAuthority reports whether target is uri-host ":" port (RFC 9112
-// §3.2.3), with a non-empty port of digits.
+// §3.2.3), with a non-empty port.
 func validAuthority(target []byte) bool {
 	i := bytes.LastIndexByte(target, ':')
-	if i <= 0 || i == len(target)-1 {
-		return false
-	}
-	for _, c := range target[i+1:] {
-		if c < '0' || c > '9' {
-			return false
+	return i > 0 && i < len(target)-1 && validHost(target)
+}
+
+// validHost reports whether v is uri-host [ ":" port ] (RFC 9110 §7.2):
+// an IP-literal in brackets or a reg-name / IPv4 address, and a port of
+// digits. An empty Host is valid (RFC 9112 §3.2).
+func validHost(v []byte) bool {
+	host := v
+	if i := bytes.LastIndexByte(v, ':'); i >= 0 && bytes.LastIndexByte(v, ']') < i {
+		host = v[:i]
+		for _, c := range v[i+1:] {
+			if c < '0' || c > '9' {
+				return false
+			}
 		}
 	}
-	host := target[:i]
-	if host[0] == '[' {
-		// IP-literal
-		if host[len(host)-1] != ']' {
+	if len(host) > 0 && host[0] == '[' {
+		if len(host) < 3 || host[len(host)-1] != ']' {
 			return false
 		}
 		for _, c := range host[1 : len(host)-1] {
@@ -350,13 +361,13 @@ func validAuthority(target []byte) bool {
 		return true
 	}
 	for _, c := range host {
-		// reg-name or IPv4address: unreserved, pct-encoded, sub-delims
+		// reg-name: unreserved, pct-encoded, sub-delims
 		if !('a' <= c|0x20 && c|0x20 <= 'z' || '0' <= c && c <= '9' ||
 			strings.IndexByte("-._~%!$&'()*+,;=", c) >= 0) {
 			return false
 		}
 	}
-	return true
+	return len(host) > 0 || len(host) == len(v)
 }
 
 // parseResponse parses a response head (RFC 9112 §4, §6.3).

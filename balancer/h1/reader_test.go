@@ -78,6 +78,16 @@ func TestReadRequestRefuses(t *testing.T) {
 		{name: "HTTP/1.1 without Host", rfc: "9112 §3.2", in: "GET / HTTP/1.1\r\n\r\n", status: 400},
 		{name: "two Hosts", rfc: "9112 §3.2", in: "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", status: 400},
 		{name: "two Hosts in HTTP/1.0", rfc: "9112 §3.2", in: "GET / HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n", status: 400},
+		{name: "Host with port", rfc: "9110 §7.2", in: "GET / HTTP/1.1\r\nHost: a.example:8080\r\n\r\n", status: 0},
+		{name: "Host IPv6 literal", rfc: "9110 §7.2", in: "GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", status: 0},
+		{name: "Host with SP", rfc: "9112 §3.2", in: "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", status: 400},
+		{name: "Host with slash", rfc: "9112 §3.2", in: "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", status: 400},
+		{name: "Host with userinfo", rfc: "9112 §3.2", in: "GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", status: 400},
+		{name: "Host with bad port", rfc: "9112 §3.2", in: "GET / HTTP/1.1\r\nHost: a:8x\r\n\r\n", status: 400},
+		{name: "Host only a port", rfc: "9112 §3.2", in: "GET / HTTP/1.1\r\nHost: :80\r\n\r\n", status: 400},
+		{name: "CONNECT authority-form", rfc: "9112 §3.2.3", in: "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", status: 0},
+		{name: "CONNECT without port", rfc: "9112 §3.2.3", in: "CONNECT a HTTP/1.1\r\nHost: a\r\n\r\n", status: 400},
+		{name: "CONNECT origin-form", rfc: "9112 §3.2.3", in: "CONNECT a:b HTTP/1.1\r\nHost: a\r\n\r\n", status: 400},
 		{name: "HTTP/1.0 without Host", rfc: "9112 §3.2", in: "GET / HTTP/1.0\r\n\r\n", status: 0},
 		{name: "CL with sign", rfc: "9110 §8.6", in: "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\nhello", status: 400},
 		{name: "CL negative", rfc: "9110 §8.6", in: "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", status: 400},
@@ -432,5 +442,100 @@ func TestReadLarge(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestLimitBoundaries checks each limit at its value and one past it.
+func TestLimitBoundaries(t *testing.T) {
+	lim := Limits{MaxHeaderBytes: 200, MaxRequestLine: 50, MaxFields: 3}
+	line := func(n int) string { // a request line of n bytes
+		return "GET /" + strings.Repeat("a", n-len("GET / HTTP/1.1")) + " HTTP/1.1"
+	}
+	head := func(n int) string { // a head of n bytes, 2 fields
+		const start = "GET / HTTP/1.1\r\nHost: h\r\nX: "
+		return start + strings.Repeat("v", n-len(start)-4) + "\r\n\r\n"
+	}
+	tests := []struct {
+		name   string
+		in     string
+		status int
+	}{
+		{name: "request line at limit", in: line(50) + "\r\nHost: h\r\n\r\n"},
+		{name: "request line over limit", in: line(51) + "\r\nHost: h\r\n\r\n", status: 414},
+		{name: "fields at limit", in: "GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\n\r\n"},
+		{name: "fields over limit", in: "GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", status: 431},
+		{name: "head at limit", in: head(200)},
+		{name: "head over limit", in: head(201), status: 431},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, one := range []bool{false, true} {
+				var src io.Reader = strings.NewReader(tt.in)
+				if one {
+					src = iotest.OneByteReader(src)
+				}
+				var req Request
+				err := NewReader(src, lim).ReadRequest(&req)
+				if got := status(err); got != tt.status {
+					t.Fatalf("one byte %v: status %d (%v), want %d", one, got, err, tt.status)
+				}
+			}
+		})
+	}
+}
+
+// TestLargeHead reads a head that needs the buffer to grow, then a small
+// one after it on the same connection.
+func TestLargeHead(t *testing.T) {
+	cookie := strings.Repeat("c", 20000)
+	in := "GET /big HTTP/1.1\r\nHost: h\r\nCookie: " + cookie + "\r\n\r\nGET /small HTTP/1.1\r\nHost: h\r\n\r\n"
+	r := NewReader(iotest.HalfReader(strings.NewReader(in)), Limits{})
+	var req Request
+	if err := r.ReadRequest(&req); err != nil {
+		t.Fatal(err)
+	}
+	if string(req.Header.Get("cookie")) != cookie {
+		t.Fatal("cookie lost")
+	}
+	if err := r.ReadRequest(&req); err != nil || string(req.Target) != "/small" {
+		t.Fatalf("%q %v", req.Target, err)
+	}
+}
+
+// TestRelease checks that Release gives the buffer back only when nothing
+// is buffered, and that reading goes on after it.
+func TestRelease(t *testing.T) {
+	in := "GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n"
+	r := NewReader(strings.NewReader(in), Limits{})
+	var req Request
+	if err := r.ReadRequest(&req); err != nil {
+		t.Fatal(err)
+	}
+	r.Release()
+	if r.buf == nil || r.Buffered() == 0 {
+		t.Fatal("Release dropped buffered bytes")
+	}
+	if err := r.ReadRequest(&req); err != nil || string(req.Target) != "/2" {
+		t.Fatalf("%q %v", req.Target, err)
+	}
+	r.Release()
+	if r.buf != nil {
+		t.Fatal("Release kept the buffer of an idle connection")
+	}
+	if err := r.ReadRequest(&req); err != io.EOF {
+		t.Fatalf("after Release: %v, want io.EOF", err)
+	}
+}
+
+// TestReset reuses a Reader on another connection.
+func TestReset(t *testing.T) {
+	r := NewReader(strings.NewReader("GET /1 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nab"), Limits{})
+	var req Request
+	if err := r.ReadRequest(&req); err != nil {
+		t.Fatal(err)
+	}
+	r.Reset(strings.NewReader("GET /2 HTTP/1.1\r\nHost: h\r\n\r\n"))
+	if err := r.ReadRequest(&req); err != nil || string(req.Target) != "/2" {
+		t.Fatalf("%q %v", req.Target, err)
 	}
 }
