@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"math"
-	"strings"
 )
 
 // Byte classes (RFC 9110 §5.6.2 tchar, §5.5 field-vchar / obs-text).
@@ -12,6 +11,7 @@ const (
 	cTchar  = 1 << iota // token character
 	cValue              // allowed in a field value: HTAB, SP, VCHAR, obs-text
 	cTarget             // allowed in a request-target: VCHAR, obs-text
+	cHost               // reg-name: unreserved, pct-encoded, sub-delims (RFC 3986 §3.2.2)
 )
 
 var class = func() (t [256]uint8) {
@@ -25,8 +25,12 @@ var class = func() (t [256]uint8) {
 			t[c] = cValue | cTarget
 		}
 	}
-	for _, c := range []byte("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+	const alnum = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	for _, c := range []byte("!#$%&'*+-.^_`|~" + alnum) {
 		t[c] |= cTchar
+	}
+	for _, c := range []byte("-._~%!$&'()*+,;=" + alnum) {
+		t[c] |= cHost
 	}
 	return t
 }()
@@ -361,9 +365,7 @@ func validHost(v []byte) bool {
 		return true
 	}
 	for _, c := range host {
-		// reg-name: unreserved, pct-encoded, sub-delims
-		if !('a' <= c|0x20 && c|0x20 <= 'z' || '0' <= c && c <= '9' ||
-			strings.IndexByte("-._~%!$&'()*+,;=", c) >= 0) {
+		if class[c]&cHost == 0 {
 			return false
 		}
 	}
