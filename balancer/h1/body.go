@@ -61,6 +61,7 @@ func (b *Body) next(flush func() error) ([]byte, error) {
 				if err := parseFields(r.buf[start:end], &b.trailer, nil, trailerError); err != nil {
 					return nil, b.fail(err)
 				}
+				dropForbiddenTrailers(&b.trailer)
 				b.finish()
 				return nil, io.EOF
 			}
@@ -235,4 +236,19 @@ func (b *Body) readDirect(p []byte) (int, bool) {
 		}
 	}
 	return n, true
+}
+
+// dropForbiddenTrailers removes from a trailer section the fields that
+// frame, route or belong to the connection (RFC 9110 §6.5.1), which a
+// sender must not put there: passed on, they could be merged into a
+// header section by a careless recipient.
+func dropForbiddenTrailers(fs *Fields) {
+	out := (*fs)[:0]
+	for _, f := range *fs {
+		if !hopByHop(f.Name) && !equalFold(f.Name, "content-length") && !equalFold(f.Name, "host") {
+			out = append(out, f)
+		}
+	}
+	clear((*fs)[len(out):])
+	*fs = out
 }

@@ -236,7 +236,8 @@ func (b *Body) CopyTo(w io.Writer, flush func() error) (int64, error) {
 func (b *Body) Done() bool { return b.r == nil || b.done }
 
 // Trailer is the chunked body's trailer section, valid once Read returned
-// io.EOF.
+// io.EOF. Fields a trailer must not carry (RFC 9110 §6.5.1: framing,
+// Host, hop-by-hop fields) are left out.
 func (b *Body) Trailer() Fields { return b.trailer }
 
 // SetLimit makes the body fail with ErrBodyTooLarge once more than max

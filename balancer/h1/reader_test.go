@@ -263,6 +263,7 @@ func TestChunked(t *testing.T) {
 		body    string
 		status  int // of the body's error; -1 another error
 		trailer string
+		only    string // the only trailer field, when set
 	}{
 		{name: "one chunk", rfc: "9112 §7.1", in: "5\r\nhello\r\n0\r\n\r\n", body: "hello"},
 		{name: "uppercase hex", rfc: "9112 §7.1", in: "A\r\n0123456789\r\n0\r\n\r\n", body: "0123456789"},
@@ -270,6 +271,7 @@ func TestChunked(t *testing.T) {
 		{name: "extension", rfc: "9112 §7.1.1", in: "5;a=b;c=\"d e\"\r\nhello\r\n0;z\r\n\r\n", body: "hello"},
 		{name: "extension after BWS", rfc: "9112 §7.1.1", in: "5 ;a=b\r\nhello\r\n0\r\n\r\n", body: "hello"},
 		{name: "trailer", rfc: "9112 §7.1.2", in: "5\r\nhello\r\n0\r\nX-Sum: 1\r\nX-B: 2\r\n\r\n", body: "hello", trailer: "1"},
+		{name: "framing fields left out of trailer", rfc: "9110 §6.5.1", in: "5\r\nhello\r\n0\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nHost: x\r\nConnection: close\r\nX-Sum: 1\r\n\r\n", body: "hello", trailer: "1", only: "X-Sum"},
 		{name: "15 hex digits", rfc: "9112 §7.1", in: "000000000000005\r\nhello\r\n0\r\n\r\n", body: "hello"},
 		{name: "size overflow", rfc: "9112 §7.1", in: "10000000000000005\r\nhello\r\n0\r\n\r\n", status: 400},
 		{name: "16 hex digits", rfc: "9112 §7.1", in: "fffffffffffffffff\r\nhello\r\n0\r\n\r\n", status: 400},
@@ -315,6 +317,9 @@ func TestChunked(t *testing.T) {
 				}
 				if got := string(b.Trailer().Get("x-sum")); got != tt.trailer {
 					t.Errorf("trailer X-Sum %q, want %q", got, tt.trailer)
+				}
+				if tt.only != "" && (len(b.Trailer()) != 1 || string(b.Trailer()[0].Name) != tt.only) {
+					t.Errorf("trailer %q, want only %s", b.Trailer(), tt.only)
 				}
 			}
 		})
