@@ -5,12 +5,15 @@ import (
 	"io"
 )
 
-// Body modes and chunked states.
+// Body modes.
 const (
-	modeFixed uint8 = iota
-	modeChunked
-	modeClose
+	modeFixed   uint8 = iota // b.left bytes
+	modeChunked              // chunked coding
+	modeClose                // until the connection ends
+)
 
+// Chunked states.
+const (
 	stSize uint8 = iota // a chunk-size line comes next
 	stData              // chunk data, b.left bytes of it
 	stCRLF              // the CRLF after chunk data

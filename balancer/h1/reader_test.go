@@ -544,3 +544,33 @@ func TestReset(t *testing.T) {
 		t.Fatalf("%q %v", req.Target, err)
 	}
 }
+
+// countReads counts the Read calls made on a connection.
+type countReads struct {
+	r     io.Reader
+	calls int
+}
+
+func (c *countReads) Read(p []byte) (int, error) {
+	c.calls++
+	return c.r.Read(p)
+}
+
+// TestOneReadPerSmallRequest checks that a browser-sized request, head and
+// small body, costs one read from the connection.
+func TestOneReadPerSmallRequest(t *testing.T) {
+	in := strings.Replace(browserRequest, "\r\n\r\n", "\r\nContent-Length: 11\r\n\r\nhello world", 1)
+	c := &countReads{r: strings.NewReader(in)}
+	r := NewReader(c, Limits{})
+	var req Request
+	if err := r.ReadRequest(&req); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if _, err := r.Body(req.ContentLength, req.Chunked).CopyTo(&out, nil); err != nil || out.String() != "hello world" {
+		t.Fatalf("body %q %v", out.String(), err)
+	}
+	if c.calls != 1 {
+		t.Fatalf("%d reads for a %d-byte request, want 1", c.calls, len(in))
+	}
+}
