@@ -61,6 +61,7 @@ type Reader struct {
 	buf         []byte
 	r, w, floor int
 	pooled      *[bufSize]byte // buf's array when it came from bufPool
+	retired     *[bufSize]byte // a pooled array the current head still points into
 	err         error          // the connection's error, returned once the buffer is drained
 
 	body Body
@@ -99,7 +100,10 @@ func (r *Reader) Release() {
 	if r.pooled != nil {
 		bufPool.Put(r.pooled)
 	}
-	r.buf, r.pooled = nil, nil
+	if r.retired != nil {
+		bufPool.Put(r.retired)
+	}
+	r.buf, r.pooled, r.retired = nil, nil, nil
 	r.r, r.w, r.floor = 0, 0, 0
 }
 
