@@ -6,7 +6,7 @@ VERSION := $(shell cat packaging/VERSION)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN     := bin/berth
 
-.PHONY: build test demo vet bench clean
+.PHONY: build test demo vet bench clean fuzz
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/berth
 
@@ -16,6 +16,17 @@ test:
 
 demo: build
 	./$(BIN) serve examples/hello --port 3000 --workers 2
+
+# Each fuzz target for FUZZTIME (go test runs only their seed corpus).
+FUZZTIME ?= 30s
+FUZZ_TARGETS := ./balancer/h1:FuzzDifferential ./balancer/h1:FuzzDifferentialFraming \
+	./balancer/h1:FuzzReadRequest \
+	./balancer/h1:FuzzChunked ./balancer/h1:FuzzReadResponse
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $$t for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
+	done
 
 clean:
 	rm -rf bin

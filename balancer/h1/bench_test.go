@@ -2,6 +2,7 @@ package h1
 
 import (
 	"io"
+	"strings"
 	"testing"
 )
 
@@ -108,5 +109,23 @@ func BenchmarkAppendResponseHead(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		dst = AppendResponseHead(dst[:0], &resp)
+	}
+}
+
+// BenchmarkReadRequestBodyFullBuffer reads requests whose head nearly
+// fills the first buffer, so that the body moves to another one.
+func BenchmarkReadRequestBodyFullBuffer(b *testing.B) {
+	msg := "POST /x HTTP/1.1\r\nHost: h\r\nX-Pad: " + strings.Repeat("p", bufSize-300) +
+		"\r\nContent-Length: 1000\r\n\r\n" + strings.Repeat("b", 1000)
+	r := NewReader(&loopReader{msg: []byte(msg)}, Limits{})
+	var req Request
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := r.ReadRequest(&req); err != nil {
+			b.Fatal(err)
+		}
+		if n, err := r.Body(req.ContentLength, req.Chunked).CopyTo(io.Discard, nil); err != nil || n != 1000 {
+			b.Fatal(n, err)
+		}
 	}
 }

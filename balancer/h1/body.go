@@ -1,13 +1,19 @@
 package h1
 
-import "io"
+import (
+	"errors"
+	"io"
+)
 
-// Body modes and chunked states.
+// Body modes.
 const (
-	modeFixed uint8 = iota
-	modeChunked
-	modeClose
+	modeFixed   uint8 = iota // b.left bytes
+	modeChunked              // chunked coding
+	modeClose                // until the connection ends
+)
 
+// Chunked states.
+const (
 	stSize uint8 = iota // a chunk-size line comes next
 	stData              // chunk data, b.left bytes of it
 	stCRLF              // the CRLF after chunk data
@@ -58,6 +64,7 @@ func (b *Body) next(flush func() error) ([]byte, error) {
 				if err := parseFields(r.buf[start:end], &b.trailer, nil, trailerError); err != nil {
 					return nil, b.fail(err)
 				}
+				dropForbiddenTrailers(&b.trailer)
 				b.finish()
 				return nil, io.EOF
 			}
@@ -195,4 +202,56 @@ ext:
 		}
 	}
 	return size, nil
+}
+
+// readDirect reads body content from the connection straight into a p at
+// least as large as the buffer, when nothing is buffered and the body is
+// in content (not in chunk framing). It reports false when it did not
+// apply or read nothing; the connection's error is then kept for next.
+func (b *Body) readDirect(p []byte) (int, bool) {
+	r := b.r
+	if len(p) < bufSize || r.r != r.w || r.err != nil || b.err != nil || b.done ||
+		b.limit > 0 || b.mode == modeChunked && b.st != stData {
+		return 0, false
+	}
+	if b.mode != modeClose && int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := r.rd.Read(p)
+	if n < 0 || n > len(p) {
+		n, err = 0, errors.New("h1: connection returned an invalid count from Read")
+	}
+	if err != nil {
+		r.err = err
+	}
+	if n == 0 {
+		return 0, false
+	}
+	b.total += int64(n)
+	if b.mode != modeClose {
+		b.left -= int64(n)
+		if b.left == 0 {
+			if b.mode == modeFixed {
+				b.finish()
+			} else {
+				b.st = stCRLF
+			}
+		}
+	}
+	return n, true
+}
+
+// dropForbiddenTrailers removes from a trailer section the fields that
+// frame, route or belong to the connection (RFC 9110 §6.5.1), which a
+// sender must not put there: passed on, they could be merged into a
+// header section by a careless recipient.
+func dropForbiddenTrailers(fs *Fields) {
+	out := (*fs)[:0]
+	for _, f := range *fs {
+		if !hopByHop(f.Name) && !equalFold(f.Name, "content-length") && !equalFold(f.Name, "host") {
+			out = append(out, f)
+		}
+	}
+	clear((*fs)[len(out):])
+	*fs = out
 }

@@ -102,9 +102,14 @@ func (r *Reader) move() {
 		nb = make([]byte, size)
 	}
 	copy(nb, r.buf[r.r:r.w])
-	if r.pooled != nil && r.floor == 0 {
-		// Nothing points into the old array any more.
-		bufPool.Put(r.pooled)
+	if r.pooled != nil {
+		if r.floor == 0 {
+			// Nothing points into the old array any more.
+			bufPool.Put(r.pooled)
+		} else {
+			// The head still does, until the next one is read.
+			r.retired = r.pooled
+		}
 	}
 	r.buf, r.pooled = nb, pooled
 	r.r, r.w, r.floor = 0, un, 0
@@ -127,6 +132,10 @@ func (r *Reader) readHead(kind headKind, flush func() error) (start, end int, er
 	if kind != kindTrailer {
 		// The previous head is no longer protected.
 		r.floor = 0
+		if r.retired != nil {
+			bufPool.Put(r.retired)
+			r.retired = nil
+		}
 		if r.r == r.w && r.buf != nil {
 			r.r, r.w = 0, 0
 		}
@@ -140,7 +149,11 @@ func (r *Reader) readHead(kind headKind, flush func() error) (start, end int, er
 				if r.w > lineStart && !isTchar(r.buf[lineStart]) && r.buf[lineStart] != '\r' {
 					return 0, 0, &Error{Status: 400, Reason: "malformed request line"}
 				}
-				if r.w-lineStart > lim.MaxRequestLine {
+				n := r.w - lineStart
+				if n > 0 && r.buf[r.w-1] == '\r' {
+					n-- // the CR of a line whose LF is still to come
+				}
+				if n > lim.MaxRequestLine {
 					return 0, 0, &Error{Status: 414, Reason: "request line too long"}
 				}
 			}

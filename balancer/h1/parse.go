@@ -2,6 +2,7 @@ package h1
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math"
 )
 
@@ -10,6 +11,7 @@ const (
 	cTchar  = 1 << iota // token character
 	cValue              // allowed in a field value: HTAB, SP, VCHAR, obs-text
 	cTarget             // allowed in a request-target: VCHAR, obs-text
+	cHost               // reg-name: unreserved, pct-encoded, sub-delims (RFC 3986 §3.2.2)
 )
 
 var class = func() (t [256]uint8) {
@@ -23,18 +25,53 @@ var class = func() (t [256]uint8) {
 			t[c] = cValue | cTarget
 		}
 	}
-	for _, c := range []byte("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") {
+	const alnum = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	for _, c := range []byte("!#$%&'*+-.^_`|~" + alnum) {
 		t[c] |= cTchar
+	}
+	for _, c := range []byte("-._~%!$&'()*+,;=" + alnum) {
+		t[c] |= cHost
 	}
 	return t
 }()
 
 func isTchar(c byte) bool { return class[c]&cTchar != 0 }
 
+const (
+	lo8 = 0x0101010101010101
+	hi8 = 0x8080808080808080
+)
+
+// validValue reports whether v holds only field-value bytes: HTAB, SP,
+// VCHAR and obs-text (RFC 9110 §5.5). It looks at 8 bytes at a time and
+// at single bytes only in a word with a byte below 0x20 or a DEL.
+func validValue(v []byte) bool {
+	for len(v) >= 8 {
+		x := binary.LittleEndian.Uint64(v)
+		// A byte of x below 0x20 (high bit clear), or equal to 0x7f.
+		y := x ^ (0x7f * lo8)
+		if ((x-0x20*lo8)&^x|(y-lo8)&^y)&hi8 != 0 {
+			for _, c := range v[:8] {
+				if class[c]&cValue == 0 {
+					return false
+				}
+			}
+		}
+		v = v[8:]
+	}
+	for _, c := range v {
+		if class[c]&cValue == 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // fieldInfo is what the framing and connection rules need from a header
 // section, gathered in the one pass that parses it.
 type fieldInfo struct {
 	hosts, cls, tes int
+	hostBad         bool
 	cl              int64
 	clBad           bool
 	// Transfer-Encoding, all fields taken as one list: whether it has a
@@ -66,10 +103,8 @@ func parseFields(head []byte, fs *Fields, fi *fieldInfo, errf func(int, string) 
 			return errf(400, "malformed field name")
 		}
 		name, value := line[:n], line[n+1:]
-		for _, c := range value {
-			if class[c]&cValue == 0 {
-				return errf(400, "invalid character in field value")
-			}
+		if !validValue(value) {
+			return errf(400, "invalid character in field value")
 		}
 		value = trimOWS(value)
 		out = append(out, Field{Name: name, Value: value})
@@ -87,6 +122,7 @@ func (fi *fieldInfo) note(name, value []byte) {
 	case 4:
 		if equalFold(name, "host") {
 			fi.hosts++
+			fi.hostBad = fi.hostBad || !validHost(value)
 		}
 	case 6:
 		if equalFold(name, "expect") && equalFold(value, "100-continue") {
@@ -217,6 +253,9 @@ func parseRequest(req *Request, head []byte, lim *Limits) error {
 	if fi.hosts == 0 && minor == 1 {
 		return requestError(400, "HTTP/1.1 request without Host")
 	}
+	if fi.hostBad {
+		return requestError(400, "invalid Host")
+	}
 	req.Method, req.Target, req.Minor = method, target, minor
 	req.ContentLength, req.Chunked = 0, false
 	switch {
@@ -275,7 +314,7 @@ func validTarget(method, target []byte) bool {
 	case len(target) == 1 && target[0] == '*':
 		return string(method) == "OPTIONS"
 	case string(method) == "CONNECT":
-		return true
+		return validAuthority(target)
 	}
 	// absolute-form: scheme ":" ...
 	c := target[0] | 0x20
@@ -292,6 +331,45 @@ func validTarget(method, target []byte) bool {
 		}
 	}
 	return false
+}
+
+// validAuthority reports whether target is uri-host ":" port (RFC 9112
+// §3.2.3), with a non-empty port.
+func validAuthority(target []byte) bool {
+	i := bytes.LastIndexByte(target, ':')
+	return i > 0 && i < len(target)-1 && validHost(target)
+}
+
+// validHost reports whether v is uri-host [ ":" port ] (RFC 9110 §7.2):
+// an IP-literal in brackets or a reg-name / IPv4 address, and a port of
+// digits. An empty Host is valid (RFC 9112 §3.2).
+func validHost(v []byte) bool {
+	host := v
+	if i := bytes.LastIndexByte(v, ':'); i >= 0 && bytes.LastIndexByte(v, ']') < i {
+		host = v[:i]
+		for _, c := range v[i+1:] {
+			if c < '0' || c > '9' {
+				return false
+			}
+		}
+	}
+	if len(host) > 0 && host[0] == '[' {
+		if len(host) < 3 || host[len(host)-1] != ']' {
+			return false
+		}
+		for _, c := range host[1 : len(host)-1] {
+			if !(c == ':' || c == '.' || '0' <= c && c <= '9' || 'a' <= c|0x20 && c|0x20 <= 'f') {
+				return false
+			}
+		}
+		return true
+	}
+	for _, c := range host {
+		if class[c]&cHost == 0 {
+			return false
+		}
+	}
+	return len(host) > 0 || len(host) == len(v)
 }
 
 // parseResponse parses a response head (RFC 9112 §4, §6.3).

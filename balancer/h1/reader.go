@@ -61,6 +61,7 @@ type Reader struct {
 	buf         []byte
 	r, w, floor int
 	pooled      *[bufSize]byte // buf's array when it came from bufPool
+	retired     *[bufSize]byte // a pooled array the current head still points into
 	err         error          // the connection's error, returned once the buffer is drained
 
 	body Body
@@ -99,7 +100,10 @@ func (r *Reader) Release() {
 	if r.pooled != nil {
 		bufPool.Put(r.pooled)
 	}
-	r.buf, r.pooled = nil, nil
+	if r.retired != nil {
+		bufPool.Put(r.retired)
+	}
+	r.buf, r.pooled, r.retired = nil, nil, nil
 	r.r, r.w, r.floor = 0, 0, 0
 }
 
@@ -189,6 +193,9 @@ func (b *Body) Read(p []byte) (int, error) {
 	if b.r == nil {
 		return 0, io.EOF
 	}
+	if n, ok := b.readDirect(p); ok {
+		return n, nil
+	}
 	data, err := b.next(nil)
 	if err != nil {
 		return 0, err
@@ -197,6 +204,9 @@ func (b *Body) Read(p []byte) (int, error) {
 	b.consume(n)
 	return n, nil
 }
+
+// WriteTo is CopyTo without flushing, for io.Copy.
+func (b *Body) WriteTo(w io.Writer) (int64, error) { return b.CopyTo(w, nil) }
 
 // CopyTo writes the rest of the body to w straight from the Reader's
 // buffer, and calls flush (if not nil) before every read that has to wait
@@ -230,7 +240,8 @@ func (b *Body) CopyTo(w io.Writer, flush func() error) (int64, error) {
 func (b *Body) Done() bool { return b.r == nil || b.done }
 
 // Trailer is the chunked body's trailer section, valid once Read returned
-// io.EOF.
+// io.EOF. Fields a trailer must not carry (RFC 9110 §6.5.1: framing,
+// Host, hop-by-hop fields) are left out.
 func (b *Body) Trailer() Fields { return b.trailer }
 
 // SetLimit makes the body fail with ErrBodyTooLarge once more than max

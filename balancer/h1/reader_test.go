@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -77,6 +78,16 @@ func TestReadRequestRefuses(t *testing.T) {
 		{name: "HTTP/1.1 without Host", rfc: "9112 §3.2", in: "GET / HTTP/1.1\r\n\r\n", status: 400},
 		{name: "two Hosts", rfc: "9112 §3.2", in: "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", status: 400},
 		{name: "two Hosts in HTTP/1.0", rfc: "9112 §3.2", in: "GET / HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n", status: 400},
+		{name: "Host with port", rfc: "9110 §7.2", in: "GET / HTTP/1.1\r\nHost: a.example:8080\r\n\r\n", status: 0},
+		{name: "Host IPv6 literal", rfc: "9110 §7.2", in: "GET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", status: 0},
+		{name: "Host with SP", rfc: "9112 §3.2", in: "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", status: 400},
+		{name: "Host with slash", rfc: "9112 §3.2", in: "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", status: 400},
+		{name: "Host with userinfo", rfc: "9112 §3.2", in: "GET / HTTP/1.1\r\nHost: u@a\r\n\r\n", status: 400},
+		{name: "Host with bad port", rfc: "9112 §3.2", in: "GET / HTTP/1.1\r\nHost: a:8x\r\n\r\n", status: 400},
+		{name: "Host only a port", rfc: "9112 §3.2", in: "GET / HTTP/1.1\r\nHost: :80\r\n\r\n", status: 400},
+		{name: "CONNECT authority-form", rfc: "9112 §3.2.3", in: "CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", status: 0},
+		{name: "CONNECT without port", rfc: "9112 §3.2.3", in: "CONNECT a HTTP/1.1\r\nHost: a\r\n\r\n", status: 400},
+		{name: "CONNECT origin-form", rfc: "9112 §3.2.3", in: "CONNECT a:b HTTP/1.1\r\nHost: a\r\n\r\n", status: 400},
 		{name: "HTTP/1.0 without Host", rfc: "9112 §3.2", in: "GET / HTTP/1.0\r\n\r\n", status: 0},
 		{name: "CL with sign", rfc: "9110 §8.6", in: "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\nhello", status: 400},
 		{name: "CL negative", rfc: "9110 §8.6", in: "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", status: 400},
@@ -252,6 +263,7 @@ func TestChunked(t *testing.T) {
 		body    string
 		status  int // of the body's error; -1 another error
 		trailer string
+		only    string // the only trailer field, when set
 	}{
 		{name: "one chunk", rfc: "9112 §7.1", in: "5\r\nhello\r\n0\r\n\r\n", body: "hello"},
 		{name: "uppercase hex", rfc: "9112 §7.1", in: "A\r\n0123456789\r\n0\r\n\r\n", body: "0123456789"},
@@ -259,6 +271,7 @@ func TestChunked(t *testing.T) {
 		{name: "extension", rfc: "9112 §7.1.1", in: "5;a=b;c=\"d e\"\r\nhello\r\n0;z\r\n\r\n", body: "hello"},
 		{name: "extension after BWS", rfc: "9112 §7.1.1", in: "5 ;a=b\r\nhello\r\n0\r\n\r\n", body: "hello"},
 		{name: "trailer", rfc: "9112 §7.1.2", in: "5\r\nhello\r\n0\r\nX-Sum: 1\r\nX-B: 2\r\n\r\n", body: "hello", trailer: "1"},
+		{name: "framing fields left out of trailer", rfc: "9110 §6.5.1", in: "5\r\nhello\r\n0\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nHost: x\r\nConnection: close\r\nX-Sum: 1\r\n\r\n", body: "hello", trailer: "1", only: "X-Sum"},
 		{name: "15 hex digits", rfc: "9112 §7.1", in: "000000000000005\r\nhello\r\n0\r\n\r\n", body: "hello"},
 		{name: "size overflow", rfc: "9112 §7.1", in: "10000000000000005\r\nhello\r\n0\r\n\r\n", status: 400},
 		{name: "16 hex digits", rfc: "9112 §7.1", in: "fffffffffffffffff\r\nhello\r\n0\r\n\r\n", status: 400},
@@ -304,6 +317,9 @@ func TestChunked(t *testing.T) {
 				}
 				if got := string(b.Trailer().Get("x-sum")); got != tt.trailer {
 					t.Errorf("trailer X-Sum %q, want %q", got, tt.trailer)
+				}
+				if tt.only != "" && (len(b.Trailer()) != 1 || string(b.Trailer()[0].Name) != tt.only) {
+					t.Errorf("trailer %q, want only %s", b.Trailer(), tt.only)
 				}
 			}
 		})
@@ -367,3 +383,194 @@ func TestCopyToFlushes(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// TestReadLarge reads large bodies with a large p, which Read fills from
+// the connection directly when nothing is buffered.
+func TestReadLarge(t *testing.T) {
+	content := strings.Repeat("0123456789abcdef", 4000)
+	var chunked strings.Builder
+	for i := 0; i < len(content); i += 10000 {
+		part := content[i:min(i+10000, len(content))]
+		chunked.WriteString(strconv.FormatInt(int64(len(part)), 16) + "\r\n" + part + "\r\n")
+	}
+	chunked.WriteString("0\r\n\r\n")
+	tests := []struct {
+		name string
+		in   string
+		resp bool
+	}{
+		{name: "fixed", in: "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: " + strconv.Itoa(len(content)) + "\r\n\r\n" + content + "GET / HTTP/1.1\r\nHost: h\r\n\r\n"},
+		{name: "chunked", in: "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked.String() + "GET / HTTP/1.1\r\nHost: h\r\n\r\n"},
+		{name: "until close", in: "HTTP/1.1 200 OK\r\n\r\n" + content, resp: true},
+	}
+	for _, tt := range tests {
+		for _, src := range []struct {
+			name string
+			wrap func(io.Reader) io.Reader
+		}{{"whole", func(r io.Reader) io.Reader { return r }}, {"half", iotest.HalfReader}, {"data+EOF", iotest.DataErrReader}} {
+			t.Run(tt.name+"/"+src.name, func(t *testing.T) {
+				r := NewReader(src.wrap(strings.NewReader(tt.in)), Limits{})
+				var b *Body
+				if tt.resp {
+					var resp Response
+					if err := r.ReadResponse(&resp); err != nil {
+						t.Fatal(err)
+					}
+					b = r.Body(resp.BodyLength([]byte("GET")))
+				} else {
+					var req Request
+					if err := r.ReadRequest(&req); err != nil {
+						t.Fatal(err)
+					}
+					b = r.Body(req.ContentLength, req.Chunked)
+				}
+				var got []byte
+				p := make([]byte, 3*bufSize)
+				for {
+					n, err := b.Read(p)
+					got = append(got, p[:n]...)
+					if err == io.EOF {
+						break
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+				if string(got) != content || !b.Done() {
+					t.Fatalf("read %d bytes (Done %v), want %d", len(got), b.Done(), len(content))
+				}
+				if !tt.resp {
+					var req Request
+					if err := r.ReadRequest(&req); err != nil {
+						t.Fatalf("next request: %v", err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestLimitBoundaries checks each limit at its value and one past it.
+func TestLimitBoundaries(t *testing.T) {
+	lim := Limits{MaxHeaderBytes: 200, MaxRequestLine: 50, MaxFields: 3}
+	line := func(n int) string { // a request line of n bytes
+		return "GET /" + strings.Repeat("a", n-len("GET / HTTP/1.1")) + " HTTP/1.1"
+	}
+	head := func(n int) string { // a head of n bytes, 2 fields
+		const start = "GET / HTTP/1.1\r\nHost: h\r\nX: "
+		return start + strings.Repeat("v", n-len(start)-4) + "\r\n\r\n"
+	}
+	tests := []struct {
+		name   string
+		in     string
+		status int
+	}{
+		{name: "request line at limit", in: line(50) + "\r\nHost: h\r\n\r\n"},
+		{name: "request line over limit", in: line(51) + "\r\nHost: h\r\n\r\n", status: 414},
+		{name: "fields at limit", in: "GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\n\r\n"},
+		{name: "fields over limit", in: "GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", status: 431},
+		{name: "head at limit", in: head(200)},
+		{name: "head over limit", in: head(201), status: 431},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, one := range []bool{false, true} {
+				var src io.Reader = strings.NewReader(tt.in)
+				if one {
+					src = iotest.OneByteReader(src)
+				}
+				var req Request
+				err := NewReader(src, lim).ReadRequest(&req)
+				if got := status(err); got != tt.status {
+					t.Fatalf("one byte %v: status %d (%v), want %d", one, got, err, tt.status)
+				}
+			}
+		})
+	}
+}
+
+// TestLargeHead reads a head that needs the buffer to grow, then a small
+// one after it on the same connection.
+func TestLargeHead(t *testing.T) {
+	cookie := strings.Repeat("c", 20000)
+	in := "GET /big HTTP/1.1\r\nHost: h\r\nCookie: " + cookie + "\r\n\r\nGET /small HTTP/1.1\r\nHost: h\r\n\r\n"
+	r := NewReader(iotest.HalfReader(strings.NewReader(in)), Limits{})
+	var req Request
+	if err := r.ReadRequest(&req); err != nil {
+		t.Fatal(err)
+	}
+	if string(req.Header.Get("cookie")) != cookie {
+		t.Fatal("cookie lost")
+	}
+	if err := r.ReadRequest(&req); err != nil || string(req.Target) != "/small" {
+		t.Fatalf("%q %v", req.Target, err)
+	}
+}
+
+// TestRelease checks that Release gives the buffer back only when nothing
+// is buffered, and that reading goes on after it.
+func TestRelease(t *testing.T) {
+	in := "GET /1 HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n"
+	r := NewReader(strings.NewReader(in), Limits{})
+	var req Request
+	if err := r.ReadRequest(&req); err != nil {
+		t.Fatal(err)
+	}
+	r.Release()
+	if r.buf == nil || r.Buffered() == 0 {
+		t.Fatal("Release dropped buffered bytes")
+	}
+	if err := r.ReadRequest(&req); err != nil || string(req.Target) != "/2" {
+		t.Fatalf("%q %v", req.Target, err)
+	}
+	r.Release()
+	if r.buf != nil {
+		t.Fatal("Release kept the buffer of an idle connection")
+	}
+	if err := r.ReadRequest(&req); err != io.EOF {
+		t.Fatalf("after Release: %v, want io.EOF", err)
+	}
+}
+
+// TestReset reuses a Reader on another connection.
+func TestReset(t *testing.T) {
+	r := NewReader(strings.NewReader("GET /1 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nab"), Limits{})
+	var req Request
+	if err := r.ReadRequest(&req); err != nil {
+		t.Fatal(err)
+	}
+	r.Reset(strings.NewReader("GET /2 HTTP/1.1\r\nHost: h\r\n\r\n"))
+	if err := r.ReadRequest(&req); err != nil || string(req.Target) != "/2" {
+		t.Fatalf("%q %v", req.Target, err)
+	}
+}
+
+// countReads counts the Read calls made on a connection.
+type countReads struct {
+	r     io.Reader
+	calls int
+}
+
+func (c *countReads) Read(p []byte) (int, error) {
+	c.calls++
+	return c.r.Read(p)
+}
+
+// TestOneReadPerSmallRequest checks that a browser-sized request, head and
+// small body, costs one read from the connection.
+func TestOneReadPerSmallRequest(t *testing.T) {
+	in := strings.Replace(browserRequest, "\r\n\r\n", "\r\nContent-Length: 11\r\n\r\nhello world", 1)
+	c := &countReads{r: strings.NewReader(in)}
+	r := NewReader(c, Limits{})
+	var req Request
+	if err := r.ReadRequest(&req); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if _, err := r.Body(req.ContentLength, req.Chunked).CopyTo(&out, nil); err != nil || out.String() != "hello world" {
+		t.Fatalf("body %q %v", out.String(), err)
+	}
+	if c.calls != 1 {
+		t.Fatalf("%d reads for a %d-byte request, want 1", c.calls, len(in))
+	}
+}
