@@ -24,6 +24,7 @@ func TestMistypedFlag(t *testing.T) {
 		{[]string{"init", app, "--port", "80", "--froce"}, "did you mean --force?"},
 		{[]string{"serve", app, "--frobnicate"}, "berth serve: unknown flag --frobnicate; 'berth serve -h' lists the flags"},
 		{[]string{"serve", app, "--workers", "many"}, `invalid value "many" for flag --workers`},
+		{[]string{"serve", app, "--port"}, "flag needs an argument: --port; 'berth serve -h' lists the flags"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

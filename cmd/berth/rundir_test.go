@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -120,5 +121,36 @@ func TestRuntimeDirOfAnotherUser(t *testing.T) {
 	}
 	if ents, _ := os.ReadDir(trap); len(ents) != 0 {
 		t.Errorf("berth made %d entries through the symlink", len(ents))
+	}
+
+	// Once the name is free, the user's berth makes it, 0700, its own; and
+	// root's berth status lists that user's app too.
+	testenv.NeedCommand(t, "node")
+	os.Remove(base)
+	cmd := as(victim, bin, "serve", app, "--name", "shop", "--listen", "127.0.0.1:0", "--workers", "1")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("berth as uid %d:\n%s", victim, out.String())
+		}
+	}()
+	waitUntil(t, 20*time.Second, "root's berth status lists uid 4242's app", func() bool {
+		status := exec.Command(bin, "status") // as root
+		status.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "TMPDIR=" + tmp}
+		table, _ := status.Output()
+		return regexp.MustCompile(`(?m)^shop +4242 +running +1/1 `).Match(table)
+	})
+	fi, err := os.Lstat(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); !fi.IsDir() || fi.Mode().Perm() != 0o700 || st.Uid != victim {
+		t.Errorf("%s: %v owned by %d; want a 0700 directory of uid %d", base, fi.Mode(), st.Uid, victim)
 	}
 }
