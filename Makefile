@@ -10,9 +10,14 @@ BIN     := bin/berth
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/berth
 
+# test: vet, then every test with the race detector, through testsummary,
+# which prints go test's usual lines and ends with how many tests ran,
+# failed and were skipped (and why), last line "N passed, N failed, N
+# skipped"; it fails when a test or a package does.
 test:
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 40m ./...
+	$(GO) build -o bin/testsummary ./packaging/testsummary
+	./bin/testsummary -go $(GO) -- -race -count=1 -timeout 40m ./...
 
 demo: build
 	./$(BIN) serve examples/hello --port 3000 --workers 2

@@ -6,7 +6,7 @@
 #   make rpm            dist/berth-$(VERSION)-1.$(ARCH).rpm (rpmbuild -bb)
 #   make packages       both
 #   make lint-packages  lintian and rpmlint on what dist/ holds
-#   make man            render berth(1) as text, failing on any groff warning
+#   make man            render berth(1) as text, version filled in, failing on any groff warning
 #   make check-version  packaging/VERSION, debian/changelog and rpm/berth.spec agree
 #   make reproducible   build the .deb twice in two trees, compare checksums
 #   make src-tree DEST=dir  copy the sources a package build takes to dir
@@ -129,11 +129,16 @@ lint-packages:
 	lintian --fail-on error,warning $(DIST_ABS)/berth_$(VERSION)_*.changes
 	rpmlint --config rpm/rpmlint.toml rpm/berth.spec $(DIST_ABS)/berth-$(VERSION)-*.rpm
 
-.PHONY: man
-man:
-	@w=$$(LC_ALL=C.UTF-8 groff -man -ww -z -t -Tutf8 packaging/man/berth.1 2>&1); \
+# man: berth(1) rendered from the source with the version filled in (the
+# source carries @VERSION@, which install substitutes the same way).
+.PHONY: man bin/berth.1
+bin/berth.1:
+	@mkdir -p bin
+	sed 's/@VERSION@/$(VERSION)/g' packaging/man/berth.1 > $@
+man: bin/berth.1
+	@w=$$(LC_ALL=C.UTF-8 groff -man -ww -z -t -Tutf8 bin/berth.1 2>&1); \
 	  [ -z "$$w" ] || { printf '%s\n' "$$w" >&2; exit 1; }
-	@LC_ALL=C.UTF-8 MANWIDTH=80 man -E UTF-8 -l packaging/man/berth.1 | cat
+	@LC_ALL=C.UTF-8 MANWIDTH=80 man -E UTF-8 -l bin/berth.1 | cat
 
 .PHONY: check-version
 check-version:

@@ -32,8 +32,14 @@ type ExecConfig struct {
 	// executable with TrampolineArg is used.
 	Trampoline []string
 	// Output receives each line the workers print, tagged with the worker.
-	// If nil, os.Stderr is used.
+	// If nil, os.Stderr is used. Unused when OutputFor is set.
 	Output io.Writer
+	// OutputFor, if set, returns where one output stream ("stdout" or
+	// "stderr") of a worker goes, instead of Output. Each Write carries
+	// what one read of the stream returned, so that a multi-line write of
+	// the app's (a stack trace) usually arrives whole, and may end without
+	// a newline.
+	OutputFor func(app, worker, stream string) io.Writer
 	// TailLines is how many lines of output an error quotes. If zero, 20.
 	TailLines int
 	// Log receives the back end's own messages. If nil, nothing is logged.
@@ -103,9 +109,13 @@ func (e *Exec) Start(ctx context.Context, spec Spec) (Worker, error) {
 	}
 	defer rd.Close()
 
+	lines := e.cfg.Output
+	if e.cfg.OutputFor != nil {
+		lines = nil // the line writer only keeps the tail
+	}
 	w := &execWorker{
 		spec: spec,
-		out:  newLineWriter(e.cfg.Output, fmt.Sprintf("[%s %s] ", spec.App, spec.Name), e.cfg.TailLines),
+		out:  newLineWriter(lines, fmt.Sprintf("[%s %s] ", spec.App, spec.Name), e.cfg.TailLines),
 		done: make(chan struct{}),
 	}
 	env := append(os.Environ(), spec.Env...)
@@ -138,6 +148,10 @@ func (e *Exec) Start(ctx context.Context, spec Spec) (Worker, error) {
 	cmd.Env = env
 	cmd.Stdout = w.out
 	cmd.Stderr = w.out
+	if e.cfg.OutputFor != nil {
+		cmd.Stdout = io.MultiWriter(w.out, e.cfg.OutputFor(spec.App, spec.Name, "stdout"))
+		cmd.Stderr = io.MultiWriter(w.out, e.cfg.OutputFor(spec.App, spec.Name, "stderr"))
+	}
 	if sock != nil {
 		cmd.ExtraFiles = []*os.File{sock} // fd 3
 	}

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"embed"
 	"fmt"
+	"net"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/template"
 )
@@ -23,8 +25,13 @@ type Init struct {
 	// AppDir is the app's root directory, an absolute path.
 	AppDir string
 	// Port is the TCP port the socket listens on, on all addresses (IPv4
-	// and IPv6).
+	// and IPv6), when Listen is empty.
 	Port int
+	// Listen are the socket's addresses, one ListenStream= each:
+	// "host:port" ("127.0.0.1:8080", "[::1]:8080"), a port number, or a
+	// Unix socket path ("/run/shop.sock" or "unix:/run/shop.sock"). If
+	// empty, Port on all addresses.
+	Listen []string
 	// Berth is the absolute path of the berth binary. If empty, DefaultBerth.
 	Berth string
 	// ServeArgs are more arguments for `berth serve`, appended to ExecStart
@@ -71,8 +78,19 @@ func (in Init) Files() ([]File, error) {
 			return nil, fmt.Errorf("units: berth serve argument %q contains a control character", a)
 		}
 	}
-	if in.Port < 1 || in.Port > 65535 {
-		return nil, fmt.Errorf("units: port %d out of range 1-65535", in.Port)
+	var listen []string
+	for _, a := range in.Listen {
+		v, err := ListenStream(a)
+		if err != nil {
+			return nil, err
+		}
+		listen = append(listen, v)
+	}
+	if len(listen) == 0 {
+		if in.Port < 1 || in.Port > 65535 {
+			return nil, fmt.Errorf("units: port %d out of range 1-65535", in.Port)
+		}
+		listen = []string{strconv.Itoa(in.Port)}
 	}
 	data := map[string]any{
 		"Name":        in.Name,
@@ -80,7 +98,7 @@ func (in Init) Files() ([]File, error) {
 		"Service":     Service(in.Name),
 		"Slice":       Slice(in.Name),
 		"Worker1":     WorkerService(in.Name, "w1"),
-		"Port":        in.Port,
+		"Listen":      listen,
 		"Desc":        escapeSpecifiers(in.Name + " (" + in.AppDir + ")"),
 		"ExecStart":   execLine(in.execStart()...),
 		"AppDirPath":  quoteWord("-" + escapeSpecifiers(in.AppDir)), // "-": a missing directory is berth's error to report
@@ -110,6 +128,38 @@ func (in Init) execStart() []string {
 		argv = append(argv, "--spawner", "exec")
 	}
 	return append(argv, in.ServeArgs...)
+}
+
+// ListenStream returns the ListenStream= value for addr, a berth listen
+// address: "host:port" (an IP address or a name, port 1-65535), a port
+// number (all addresses), or a Unix socket path, absolute, as "/path" or
+// "unix:/path".
+func ListenStream(addr string) (string, error) {
+	if strings.ContainsFunc(addr, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
+		return "", fmt.Errorf("units: listen address %q contains a space or a control character", addr)
+	}
+	if p, ok := strings.CutPrefix(addr, "unix:"); ok || strings.HasPrefix(addr, "/") {
+		if !ok {
+			p = addr
+		}
+		if !filepath.IsAbs(p) {
+			return "", fmt.Errorf("units: listen address %q: a Unix socket needs an absolute path", addr)
+		}
+		return escapeSpecifiers(p), nil
+	}
+	port := addr
+	if host, p, err := net.SplitHostPort(addr); err == nil {
+		if host == "" {
+			return "", fmt.Errorf("units: listen address %q: name a host (127.0.0.1:PORT, [::]:PORT), or give the port alone for all addresses", addr)
+		}
+		port = p
+	} else if strings.Contains(addr, ":") {
+		return "", fmt.Errorf("units: listen address %q: want host:port ([::1]:8080 for IPv6), a port, or unix:/path", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return "", fmt.Errorf("units: listen address %q: port %q out of range 1-65535", addr, port)
+	}
+	return escapeSpecifiers(addr), nil
 }
 
 // checkPath reports whether p can be written into a unit file as an
@@ -173,4 +223,42 @@ func quoteWord(w string) string {
 	}
 	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 	return `"` + r.Replace(w) + `"`
+}
+
+// tmpDirs are the directories PrivateTmp=yes replaces with empty private
+// ones.
+var tmpDirs = []string{"/tmp", "/var/tmp"}
+
+// under reports whether p is dir or inside it.
+func under(p, dir string) bool {
+	p = filepath.Clean(p)
+	return p == dir || strings.HasPrefix(p, dir+"/")
+}
+
+// Warnings lists, one sentence each, what the service's sandbox hides
+// from berth: the app directory or the berth binary in /tmp or /var/tmp
+// (PrivateTmp=yes gives the service empty ones of its own), or the binary
+// in /home, /root or /run/user when ProtectHome=yes hides them. The units
+// are still valid; the service would fail at its start. A user manager's
+// units have no such sandbox, so there are none.
+func (in Init) Warnings() []string {
+	if in.UserManager {
+		return nil
+	}
+	berth := in.Berth
+	if berth == "" {
+		berth = DefaultBerth
+	}
+	var ws []string
+	for _, p := range []struct{ what, path string }{{"the app directory", in.AppDir}, {"the berth binary", berth}} {
+		for _, t := range tmpDirs {
+			if under(p.path, t) {
+				ws = append(ws, fmt.Sprintf("%s %s is in %s, which the service cannot see (PrivateTmp=yes gives it an empty %s of its own): move it elsewhere, e.g. under /srv or /usr/local", p.what, p.path, t, t))
+			}
+		}
+	}
+	if protectHome(in.AppDir) == "yes" && underHome(berth) {
+		ws = append(ws, fmt.Sprintf("the berth binary %s is in a home directory, which the service cannot see (ProtectHome=yes): install it elsewhere (make install puts it in /usr/local/bin) or name another with --berth", berth))
+	}
+	return ws
 }

@@ -35,7 +35,7 @@ func TestStatusAndRestartCommands(t *testing.T) {
 	}
 	oldPids := map[int]bool{st.Workers[0].Pid: true, st.Workers[1].Pid: true}
 
-	out, err = exec.Command(berthBin, "status").CombinedOutput() // the only app running
+	out, err = exec.Command(berthBin, "status", "shop").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "app shop: berth pid") || !strings.Contains(string(out), "WORKER") {
 		t.Fatalf("berth status (table): %v\n%s", err, out)
 	}
@@ -62,7 +62,7 @@ func TestStatusAndRestartCommands(t *testing.T) {
 func TestStatusWithoutBerth(t *testing.T) {
 	t.Setenv("BERTH_RUNTIME_BASE", t.TempDir())
 	var stderr bytes.Buffer
-	if code := run([]string{"status", "nothere"}, &bytes.Buffer{}, &stderr); code != 1 || !strings.Contains(stderr.String(), "cannot reach berth serving nothere") {
+	if code := run([]string{"status", "nothere"}, &bytes.Buffer{}, &stderr); code != 1 || !strings.Contains(stderr.String(), "no berth serves nothere here") {
 		t.Fatalf("exit %d: %s", code, stderr.String())
 	}
 }

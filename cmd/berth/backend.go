@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"berth/cmd/berth/logging"
 	"berth/spawner"
 	"berth/spawner/systemd"
 )
@@ -47,7 +48,8 @@ func chooseBackend(cfg *serveConfig, rundir string, stderr io.Writer, log *slog.
 		}
 		log.Warn("systemd back end unavailable; berth forks the workers itself", "err", err)
 	}
-	e, err := spawner.NewExec(spawner.ExecConfig{RuntimeDir: rundir, Output: stderr, Log: log})
+	out := logging.NewAppOutput(stderr, os.Getenv)
+	e, err := spawner.NewExec(spawner.ExecConfig{RuntimeDir: rundir, OutputFor: out.For, Log: log})
 	return e, func() {}, err
 }
 

@@ -87,7 +87,7 @@ func TestUnderSystemd(t *testing.T) {
 func TestConfigAdminOnly(t *testing.T) {
 	for key, value := range map[string]string{
 		"user": `"root"`, "group": `"root"`, "memory_max": `"64G"`, "cpu_quota": `"800%"`,
-		"tasks_max": `100000`, "no_sandbox": `true`, "spawner": `"exec"`,
+		"tasks_max": `100000`, "no_sandbox": `true`, "spawner": `"exec"`, "log_file": `"/var/log/berth.log"`,
 	} {
 		t.Run(key, func(t *testing.T) {
 			dir := writeApp(t, `{"`+key+`": `+value+`}`)

@@ -41,6 +41,7 @@ type serveConfig struct {
 	Env             stringList
 	Spawner         string
 	LogLevel        string
+	LogFile         string
 	// Settings of the systemd back end's worker units.
 	User, Group string
 	MemoryMax   string
@@ -54,18 +55,29 @@ const configFile = "berth.json"
 
 // adminOnly are the flags berth.json may not set: the file belongs to the
 // app's owner, and these decide the workers' privileges (--spawner=exec
-// runs them as berth's own user, root under berth init's unit).
-var adminOnly = map[string]bool{"spawner": true, "user": true, "group": true, "memory-max": true, "cpu-quota": true, "tasks-max": true, "no-sandbox": true}
+// runs them as berth's own user, root under berth init's unit) or where
+// berth, as root, writes (--log-file).
+var adminOnly = map[string]bool{"spawner": true, "user": true, "group": true, "memory-max": true, "cpu-quota": true, "tasks-max": true, "no-sandbox": true, "log-file": true}
 
 // stringList is a repeatable flag.
 type stringList []string
 
 func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+func (s *stringList) Get() any           { return []string(*s) }
 
-func serveFlags(c *serveConfig, out io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("berth serve", flag.ContinueOnError)
-	fs.SetOutput(out)
+const serveSynopsis = "berth serve [flags] [APP_DIR]"
+
+const serveAbout = `Serves the app in APP_DIR (default .) on several workers behind one port,
+until SIGTERM; SIGHUP restarts the workers one by one. Flags may also be set
+in APP_DIR/berth.json, with _ for - ({"min_workers": 2}), except --spawner,
+--user, --group, --memory-max, --cpu-quota, --tasks-max, --no-sandbox and
+--log-file; the command line wins.`
+
+// serveCommand returns serve's flags, which fill c.
+func serveCommand(c *serveConfig) *command {
+	cmd := newCommand("serve", serveSynopsis, serveAbout)
+	fs := cmd.FlagSet
 	fs.StringVar(&c.Name, "name", "", "app name, used in logs and unit names (default: the app directory's name)")
 	fs.IntVar(&c.Port, "port", 3000, "TCP port to listen on when no --listen is given and no socket is inherited")
 	fs.Var(&c.Listen, "listen", "address to listen on: host:port, :port, [::]:port or unix:/path (repeatable; default :PORT)")
@@ -87,25 +99,23 @@ func serveFlags(c *serveConfig, out io.Writer) *flag.FlagSet {
 	fs.Var(&c.Env, "env", "KEY=VALUE set for the workers (repeatable)")
 	fs.StringVar(&c.Spawner, "spawner", "auto", "worker back end: exec, systemd, or auto (systemd when berth runs under it)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.LogFile, "log-file", "", "write berth's log and the workers' output to this file instead of stderr; reopened on SIGUSR1 (logrotate)")
 	fs.StringVar(&c.User, "user", "", "systemd back end: user the workers run as (default: the owner of the app directory; root only if named)")
 	fs.StringVar(&c.Group, "group", "", "systemd back end: group the workers run as (default: the user's primary group)")
 	fs.StringVar(&c.MemoryMax, "memory-max", "", "systemd back end: memory cap per worker, bytes or with K, M, G suffix (MemoryMax=)")
 	fs.StringVar(&c.CPUQuota, "cpu-quota", "", "systemd back end: CPU cap per worker as a percentage of one CPU, e.g. 50% or 200% (CPUQuota=)")
 	fs.Uint64Var(&c.TasksMax, "tasks-max", 0, "systemd back end: most processes and threads per worker (TasksMax=; default systemd's)")
 	fs.BoolVar(&c.NoSandbox, "no-sandbox", false, "systemd back end: run workers without systemd sandboxing (ProtectSystem=, PrivateTmp=, …)")
-	return fs
+	return cmd
 }
 
 // parseServe reads the command line and then APP_DIR/berth.json; flags
-// given on the command line win over the file.
-func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
+// given on the command line win over the file. -h writes the help to
+// helpOut and returns flag.ErrHelp; a bad flag gives a *usageError.
+func parseServe(args []string, helpOut io.Writer) (*serveConfig, error) {
 	c := &serveConfig{}
-	fs := serveFlags(c, stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: berth serve [flags] [APP_DIR]\n\nServes the app in APP_DIR (default .) on several workers behind one port.\nFlags (also settable in APP_DIR/berth.json, as \"min_workers\": 2 …):")
-		fs.PrintDefaults()
-	}
-	pos, err := parseInterspersed(fs, args)
+	cmd := serveCommand(c)
+	pos, err := cmd.parse(args, helpOut)
 	if err != nil {
 		return nil, err
 	}
@@ -115,40 +125,44 @@ func parseServe(args []string, stderr io.Writer) (*serveConfig, error) {
 	case 1:
 		c.AppDir = pos[0]
 	default:
-		return nil, fmt.Errorf("serve takes one app directory, got %q", pos)
+		return nil, &usageError{fmt.Sprintf("serve takes one app directory, got %q", pos)}
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if err := applyFile(fs, filepath.Join(c.AppDir, configFile), set); err != nil {
+	set := setFlags(cmd.FlagSet)
+	if err := applyFile(cmd.FlagSet, filepath.Join(c.AppDir, configFile), set); err != nil {
 		return nil, err
 	}
 	return c, c.validate(set)
 }
 
-// parseInterspersed parses flags that may come before or after the
-// positional arguments (`berth serve app --port 80`), which the flag
-// package alone stops at. A "--" ends the flags.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
-			return append(pos, rest...), nil
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
+// checkServeArgs parses args as `berth serve` would, without an app
+// directory and without reading berth.json, and validates them: what
+// `berth init` puts after `berth serve APP_DIR --name NAME` in ExecStart.
+func checkServeArgs(args []string) error {
+	c := &serveConfig{AppDir: "/"}
+	cmd := serveCommand(c)
+	pos, err := cmd.parse(args, io.Discard)
+	if errors.Is(err, flag.ErrHelp) {
+		return errors.New("-h is not a serve flag to run with")
 	}
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("serve arguments after -- take no app directory (berth init names it), got %q", pos)
+	}
+	return c.validate(setFlags(cmd.FlagSet))
+}
+
+// setFlags is the set of flags given on the command line.
+func setFlags(fs *flag.FlagSet) map[string]bool {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	return set
 }
 
 // applyFile sets the flags named in a JSON file, skipping those in set.
-// A missing file is fine; an unknown key or a bad value is an error naming
-// the key and the file.
+// A missing file is fine; an unknown key, a value of the wrong JSON type
+// or a bad value is an error naming the key and the file.
 func applyFile(fs *flag.FlagSet, path string, set map[string]bool) error {
 	b, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -170,15 +184,15 @@ func applyFile(fs *flag.FlagSet, path string, set map[string]bool) error {
 		name := strings.ReplaceAll(key, "_", "-")
 		f := fs.Lookup(name)
 		if f == nil {
-			return fmt.Errorf("%s: unknown key %q (known keys are the serve flags with _ for -: %s)", path, key, knownKeys(fs))
+			return fmt.Errorf("%s: unknown key %q (the keys berth.json may set: %s)", path, key, knownKeys(fs))
+		}
+		if adminOnly[name] {
+			return fmt.Errorf("%s: key %q can only be given on berth's command line: the app's owner must not choose who its workers run as, lift their limits or where berth writes", path, key)
 		}
 		if set[name] {
 			continue // the command line wins
 		}
-		if adminOnly[name] {
-			return fmt.Errorf("%s: key %q can only be given on berth's command line: the app's owner must not choose who its workers run as or lift their limits", path, key)
-		}
-		vals, err := jsonValues(raw[key], name == "env")
+		vals, err := jsonValues(raw[key], key, f)
 		if err != nil {
 			return fmt.Errorf("%s: key %q: %w", path, key, err)
 		}
@@ -191,63 +205,128 @@ func applyFile(fs *flag.FlagSet, path string, set map[string]bool) error {
 	return nil
 }
 
-// jsonValues turns a JSON scalar, array of scalars, or (for env) an object
-// of strings into flag values.
-func jsonValues(raw json.RawMessage, object bool) ([]string, error) {
+// jsonValues turns the JSON value of key into flag values, checking its
+// JSON type against the flag's: a number for counts, a string for
+// durations and names, true or false for switches, a string or a list of
+// strings for a repeatable flag (and an object of strings for env).
+func jsonValues(raw json.RawMessage, key string, f *flag.Flag) ([]string, error) {
 	var v any
 	if err := json.Unmarshal(raw, &v); err != nil {
 		return nil, err
 	}
-	switch x := v.(type) {
-	case []any:
-		var out []string
-		for _, e := range x {
-			s, err := scalar(e)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, s)
-		}
-		return out, nil
-	case map[string]any:
-		if !object {
-			return nil, errors.New("want a value or a list, not an object")
-		}
-		var out []string
-		for k, e := range x {
-			s, err := scalar(e)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, k+"="+s)
-		}
-		sort.Strings(out)
-		return out, nil
-	default:
-		s, err := scalar(x)
-		if err != nil {
-			return nil, err
-		}
-		return []string{s}, nil
+	var kind any
+	if g, ok := f.Value.(flag.Getter); ok {
+		kind = g.Get()
 	}
-}
-
-func scalar(v any) (string, error) {
-	switch x := v.(type) {
-	case string:
-		return x, nil
-	case float64:
-		return strconv.FormatFloat(x, 'f', -1, 64), nil
+	switch kind.(type) {
+	case int, uint64:
+		n, ok := v.(float64)
+		if !ok {
+			return nil, fmt.Errorf("%s; want a number, like \"%s\": %s", describe(raw, v), key, example(v, "2"))
+		}
+		if n != float64(int64(n)) {
+			return nil, fmt.Errorf("%s; want a whole number", describe(raw, v))
+		}
+		return []string{strconv.FormatInt(int64(n), 10)}, nil
+	case time.Duration:
+		if s, ok := v.(string); ok {
+			return []string{s}, nil
+		}
+		if n, ok := v.(float64); ok {
+			return nil, fmt.Errorf("%s is a number; use a string like \"%ss\" (units: ms, s, m, h)", raw, strconv.FormatFloat(n, 'f', -1, 64))
+		}
+		return nil, fmt.Errorf("%s; use a string like \"30s\"", describe(raw, v))
 	case bool:
-		return strconv.FormatBool(x), nil
-	default:
-		return "", fmt.Errorf("want a string, number or boolean, not %v", v)
+		if b, ok := v.(bool); ok {
+			return []string{strconv.FormatBool(b)}, nil
+		}
+		return nil, fmt.Errorf("%s; want true or false", describe(raw, v))
+	case string:
+		if s, ok := v.(string); ok {
+			return []string{s}, nil
+		}
+		return nil, fmt.Errorf("%s; want a string, like \"%s\": %s", describe(raw, v), key, strconv.Quote(fmt.Sprint(v)))
+	case []string:
+		switch x := v.(type) {
+		case string:
+			return []string{x}, nil
+		case []any:
+			var out []string
+			for _, e := range x {
+				s, ok := e.(string)
+				if !ok {
+					return nil, fmt.Errorf("list item %v is not a string; want a list of strings", e)
+				}
+				out = append(out, s)
+			}
+			return out, nil
+		case map[string]any:
+			if key != "env" {
+				break
+			}
+			var out []string
+			for k, e := range x {
+				s, ok := e.(string)
+				if !ok {
+					return nil, fmt.Errorf("%q: %v is not a string; environment values are strings, like %q: %q", k, e, k, fmt.Sprint(e))
+				}
+				out = append(out, k+"="+s)
+			}
+			sort.Strings(out)
+			return out, nil
+		}
+		want := "a string or a list of strings"
+		if key == "env" {
+			want = `an object of strings, like {"NODE_ENV": "production"}`
+		}
+		return nil, fmt.Errorf("%s; want %s", describe(raw, v), want)
 	}
+	return nil, fmt.Errorf("berth cannot read key %q from a file", key)
 }
 
+// describe names the JSON type of a value: `"2" is a string`.
+func describe(raw json.RawMessage, v any) string {
+	var kind string
+	switch v.(type) {
+	case string:
+		kind = "a string"
+	case float64:
+		kind = "a number"
+	case bool:
+		kind = "a boolean"
+	case nil:
+		kind = "null"
+	case []any:
+		kind = "a list"
+	default:
+		kind = "an object"
+	}
+	s := string(raw)
+	if len(s) > 40 {
+		s = s[:37] + "..."
+	}
+	return s + " is " + kind
+}
+
+// example is v written as a number when it reads as one, else def.
+func example(v any, def string) string {
+	if s, ok := v.(string); ok {
+		if _, err := strconv.ParseFloat(s, 64); err == nil {
+			return s
+		}
+	}
+	return def
+}
+
+// knownKeys lists the keys berth.json may set: the serve flags with _ for
+// -, without those only the command line may give.
 func knownKeys(fs *flag.FlagSet) string {
 	var ks []string
-	fs.VisitAll(func(f *flag.Flag) { ks = append(ks, strings.ReplaceAll(f.Name, "-", "_")) })
+	fs.VisitAll(func(f *flag.Flag) {
+		if !adminOnly[f.Name] {
+			ks = append(ks, strings.ReplaceAll(f.Name, "-", "_"))
+		}
+	})
 	return strings.Join(ks, ", ")
 }
 

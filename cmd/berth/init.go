@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -29,51 +28,55 @@ func runInit(args []string, stdout, stderr io.Writer) int {
 	return env.run(args, stdout, stderr)
 }
 
-const initUsage = `usage: berth init APP_DIR --port N [--name NAME] [--stdout] [--user] [--force] [-- SERVE_ARGS…]
+const initSynopsis = "berth init APP_DIR (--port N | --listen ADDR…) [--name NAME] [--stdout] [--user] [--force] [-- SERVE_ARGS…]"
 
-Writes the systemd units that serve the app in APP_DIR: NAME.socket holds
-port N, NAME.service runs 'berth serve APP_DIR --name NAME SERVE_ARGS…' when
-the first connection comes. They go to /etc/systemd/system, or with --user
-to ~/.config/systemd/user for 'systemctl --user'.
-
-Flags:
-`
+const initAbout = `Writes the systemd units that serve the app in APP_DIR: NAME.socket listens
+on port N (all addresses) or on each --listen address, NAME.service runs
+'berth serve APP_DIR --name NAME SERVE_ARGS…' when the first connection
+comes. SERVE_ARGS are checked with serve's own parser first. The units go to
+/etc/systemd/system, or with --user to ~/.config/systemd/user for
+'systemctl --user'.`
 
 func (env initEnv) run(args []string, stdout, stderr io.Writer) int {
 	var (
 		in       units.Init
+		listen   stringList
 		toStdout bool
 		force    bool
 	)
-	fs := flag.NewFlagSet("berth init", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&in.Name, "name", "", "app name: the units are NAME.socket and NAME.service (default: APP_DIR's base name)")
-	fs.IntVar(&in.Port, "port", 0, "TCP port the socket listens on, all addresses (required)")
-	fs.StringVar(&in.Berth, "berth", "", "berth binary that the service runs (default: this one)")
-	fs.BoolVar(&toStdout, "stdout", false, "print the units instead of writing them")
-	fs.BoolVar(&in.UserManager, "user", false, "write units for your own systemd instance (systemctl --user), no root needed")
-	fs.BoolVar(&force, "force", false, "overwrite units that exist")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, initUsage)
-		fs.PrintDefaults()
-	}
+	cmd := newCommand("init", initSynopsis, initAbout)
+	cmd.StringVar(&in.Name, "name", "", "app name: the units are NAME.socket and NAME.service (default: APP_DIR's base name)")
+	cmd.IntVar(&in.Port, "port", 0, "TCP port the socket listens on, all addresses (this or --listen is required)")
+	cmd.Var(&listen, "listen", "address the socket listens on instead: 127.0.0.1:8080 (behind nginx), [::1]:8080, a port, or unix:/path (repeatable; ListenStream=)")
+	cmd.StringVar(&in.Berth, "berth", "", "berth binary that the service runs (default: this one)")
+	cmd.BoolVar(&toStdout, "stdout", false, "print the units instead of writing them")
+	cmd.BoolVar(&in.UserManager, "user", false, "write units for your own systemd instance (systemctl --user), no root needed")
+	cmd.BoolVar(&force, "force", false, "overwrite units that exist")
 	ownArgs, serveArgs := args, []string(nil)
 	if i := slices.Index(args, "--"); i >= 0 {
 		ownArgs, serveArgs = args[:i], args[i+1:]
 	}
-	pos, err := parseInterspersed(fs, ownArgs)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
+	pos, err := cmd.parse(ownArgs, stdout)
 	if err != nil {
-		return 2
+		return usageExit("init", err, stderr)
 	}
 	if len(pos) != 1 {
 		fmt.Fprintf(stderr, "berth init: want one app directory, got %d arguments %q (serve flags go after --)\n", len(pos), pos)
 		return 2
 	}
-	if in.Port == 0 {
-		fmt.Fprintln(stderr, "berth init: --port is required: the port the app is served on")
+	if in.Port == 0 && len(listen) == 0 {
+		fmt.Fprintln(stderr, "berth init: --port or --listen is required: where the app is served")
+		return 2
+	}
+	if in.Port != 0 && len(listen) > 0 {
+		fmt.Fprintln(stderr, "berth init: give --port or --listen, not both (--listen :PORT is all addresses too)")
+		return 2
+	}
+	in.Listen = listen
+	// The service runs `berth serve … SERVE_ARGS`: a mistake there is
+	// reported now, not at the first connection.
+	if err := checkServeArgs(serveArgs); err != nil {
+		fmt.Fprintf(stderr, "berth init: serve arguments after --: %v\n", err)
 		return 2
 	}
 	in.ServeArgs = serveArgs
@@ -106,6 +109,12 @@ func (env initEnv) run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "berth init: %v\n", err)
 		return 2
+	}
+	for _, w := range in.Warnings() {
+		fmt.Fprintf(stderr, "berth init: warning: %s\n", w)
+	}
+	if _, err := os.Stat(in.Berth); err != nil {
+		fmt.Fprintf(stderr, "berth init: warning: the berth binary %s: %v; the service cannot start until it exists\n", in.Berth, err)
 	}
 
 	if toStdout {
@@ -156,7 +165,11 @@ func (env initEnv) run(args []string, stdout, stderr io.Writer) int {
 	if in.UserManager {
 		systemctl = "systemctl --user"
 	}
-	fmt.Fprintf(stdout, "\nNext, start serving on port %d:\n\n", in.Port)
+	where := fmt.Sprintf("port %d", in.Port)
+	if len(in.Listen) > 0 {
+		where = strings.Join(in.Listen, " and ")
+	}
+	fmt.Fprintf(stdout, "\nNext, start serving on %s:\n\n", where)
 	fmt.Fprintf(stdout, "  %s enable --now %s\n\n", systemctl, units.Socket(in.Name))
 	if len(existing) > 0 {
 		fmt.Fprintf(stdout, "If %s was running, restart it on the new units:\n\n  %s daemon-reload && %s restart %s\n\n", units.Service(in.Name), systemctl, systemctl, units.Service(in.Name))

@@ -168,14 +168,14 @@ func TestInitErrors(t *testing.T) {
 		code int
 		want string
 	}{
-		{"no port", []string{app, "--name", "x"}, 2, "--port is required"},
+		{"no port", []string{app, "--name", "x"}, 2, "--port or --listen is required"},
 		{"no app dir", []string{"--port", "80"}, 2, "want one app directory"},
 		{"two app dirs", []string{app, app, "--port", "80"}, 2, "want one app directory"},
 		{"missing app dir", []string{filepath.Join(app, "nope"), "--port", "80", "--name", "x"}, 1, "no such file"},
 		{"app dir is a file", []string{notDir, "--port", "80", "--name", "x"}, 1, "not a directory"},
 		{"bad name", []string{app, "--port", "80", "--name", "my app"}, 2, "invalid app name"},
 		{"bad port", []string{app, "--port", "99999", "--name", "x"}, 2, "out of range"},
-		{"unknown flag", []string{app, "--port", "80", "--bogus"}, 2, "flag provided but not defined"},
+		{"unknown flag", []string{app, "--port", "80", "--bogus"}, 2, "unknown flag --bogus; 'berth init -h' lists the flags"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

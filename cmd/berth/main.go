@@ -18,15 +18,15 @@ const usage = `usage: berth COMMAND [ARGS]
 
 Commands:
   serve [APP_DIR]   serve the app on several workers behind one port
-  status [NAME]     show the workers of a running berth (--json for JSON)
+  status [NAME]     list the apps running here, or show one app's workers (--json)
   restart [NAME]    restart the workers one by one, without dropping requests
   init APP_DIR --name NAME --port N
-                    write NAME.socket and NAME.service for systemd
+                    write NAME.socket and NAME.service for systemd (--listen ADDR)
   logs NAME [-f]    show berth's and its workers' logs from the journal
   version           print berth's version
   help              print this help
 
-Run 'berth COMMAND -h' for a command's flags.
+Run 'berth COMMAND -h' for a command's synopsis and flags; man berth for all.
 `
 
 func main() {

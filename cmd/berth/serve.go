@@ -32,6 +32,12 @@ func runServe(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "berth serve: %v\n", err)
 		return 2
 	}
+	stopLog, err := redirectLog(cfg.LogFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "berth serve: %v\n", err)
+		return 1
+	}
+	defer stopLog()
 	log := newLogger(stderr, cfg.LogLevel).With("app", cfg.Name)
 	app := spawner.App{
 		Type:        cfg.AppType,
@@ -94,6 +100,7 @@ type daemon struct {
 // directory, the spawner back end, the pool, the handler chain and the
 // front door, the supervisor and the admin API; it starts serving.
 func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer) (_ *daemon, err error) {
+	started := time.Now()
 	d := &daemon{cfg: cfg, log: log, notifier: activation.NewNotifier(log), adminRestart: make(chan chan error)}
 	defer func() {
 		if err != nil {
@@ -165,7 +172,7 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 				d.pool.SetUnavailable("")
 			}
 			if st.Ready == st.Wanted || st.Failing != "" {
-				readyOnce.Do(func() { d.notifier.Ready(d.status(st)) })
+				readyOnce.Do(func() { d.notifier.Ready(d.status(st)); logServing(log, cfg.Name, listeners, st, started) })
 			}
 			d.notifier.Status(d.status(st))
 		},
@@ -397,47 +404,6 @@ func (u *upstreams) remove(w spawner.Worker) {
 	if up != nil {
 		u.pool.Remove(up)
 	}
-}
-
-// makeRuntimeDir makes the private directory (mode 0700) for the app's
-// worker sockets and admin socket: $RUNTIME_DIRECTORY under systemd
-// (RuntimeDirectory=berth/NAME), else appRuntimeDir(name). A directory left
-// by a berth that died is taken over; one whose admin socket still answers
-// belongs to a running berth, and is an error. cleanup removes what berth
-// made.
-func makeRuntimeDir(app string) (dir string, cleanup func(), err error) {
-	if d := os.Getenv("RUNTIME_DIRECTORY"); d != "" {
-		return d, func() {}, nil
-	}
-	dir = appRuntimeDir(app)
-	if c, err := net.Dial("unix", filepath.Join(dir, adminSocket)); err == nil {
-		c.Close()
-		return "", nil, fmt.Errorf("berth already serves an app named %s (its admin socket in %s answers): stop it, or give this one another --name", app, dir)
-	}
-	os.RemoveAll(dir)
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-		return "", nil, fmt.Errorf("runtime directory %s: %w", filepath.Dir(dir), err)
-	}
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		return "", nil, fmt.Errorf("runtime directory %s: %w", dir, err)
-	}
-	return dir, func() { os.RemoveAll(dir) }, nil
-}
-
-// appRuntimeDir is where a berth serving app keeps its sockets: under
-// /run/berth for root (the same place systemd's RuntimeDirectory= gives),
-// $XDG_RUNTIME_DIR/berth for a user, else the temp dir.
-func appRuntimeDir(app string) string {
-	if d := os.Getenv("BERTH_RUNTIME_BASE"); d != "" {
-		return filepath.Join(d, app)
-	}
-	if os.Geteuid() == 0 {
-		return filepath.Join("/run/berth", app)
-	}
-	if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
-		return filepath.Join(x, "berth", app)
-	}
-	return filepath.Join(os.TempDir(), fmt.Sprintf("berth-%d", os.Geteuid()), app)
 }
 
 func firstLine(s string) string {

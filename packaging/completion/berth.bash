@@ -22,8 +22,8 @@ _berth() {
 		--startup-file --spawn-timeout --shutdown-timeout --stop-timeout
 		--queue-timeout --max-queue --idle-timeout --app-type --command --port-env
 		--node --node-arg --env --spawner --user --group --memory-max --cpu-quota
-		--tasks-max --no-sandbox --log-level"
-	local init_flags="--port --name --user --stdout --force --berth"
+		--tasks-max --no-sandbox --log-level --log-file"
+	local init_flags="--port --listen --name --user --stdout --force --berth"
 	local status_flags="--json"
 	local restart_flags="--timeout"
 	local logs_flags="-f -n --user"
@@ -33,7 +33,15 @@ _berth() {
 		return
 	fi
 
-	case ${words[1]} in
+	# After `berth init … --`, the words are serve's flags.
+	local cmd=${words[1]} i
+	if [[ $cmd == init ]]; then
+		for ((i = 2; i < cword; i++)); do
+			[[ ${words[i]} == -- ]] && cmd=serve
+		done
+	fi
+
+	case $cmd in
 	serve)
 		case $prev in
 		--app-type)
@@ -48,7 +56,7 @@ _berth() {
 			mapfile -t COMPREPLY < <(compgen -W "debug info warn error" -- "$cur")
 			return
 			;;
-		--startup-file)
+		--startup-file | --log-file)
 			_filedir
 			return
 			;;
@@ -79,7 +87,7 @@ _berth() {
 		;;
 	init)
 		case $prev in
-		--name | --port) return ;;
+		--name | --port | --listen) return ;;
 		--berth)
 			_filedir
 			return

@@ -3,6 +3,7 @@ package logging
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -32,6 +33,8 @@ func helper() {
 	log := New(os.Stderr, slog.LevelDebug, os.Getenv).With("app", "myapp")
 	log.Info("worker ready", "worker", "w1", "unit", "berth-myapp-w1.service", "pid", 4242, slog.Group("http", "status", 502))
 	log.Debug("debug line")
+	// A worker's stack trace, written at once: one journal entry.
+	io.WriteString(NewAppOutput(os.Stderr, os.Getenv).For("myapp", "w1", "stderr"), stackTrace)
 	fmt.Println("helper: journal handler:", IsJournalStream(os.Stderr, os.Getenv))
 }
 
@@ -89,8 +92,43 @@ func TestJournalOnSystemd(t *testing.T) {
 		t.Errorf("debug line PRIORITY = %s, want 7", got)
 	}
 
+	// The worker's stack trace is one entry, its newlines kept.
+	out, err = m.WaitJournal(ctx, "boom in handler", "-u", "logging-helper.service", "-t", "myapp/w1", "-o", "json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 1 {
+		t.Fatalf("the stack trace is %d journal entries, want 1:\n%s", len(lines), out)
+	}
+	var e map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &e); err != nil {
+		t.Fatal(err)
+	}
+	if got := journalString(e["MESSAGE"]); got != strings.TrimSuffix(stackTrace, "\n") {
+		t.Errorf("MESSAGE = %q, want the whole trace", got)
+	}
+	if e["WORKER"] != "w1" || e["STREAM"] != "stderr" || e["APP"] != "myapp" {
+		t.Errorf("fields WORKER=%v STREAM=%v APP=%v", e["WORKER"], e["STREAM"], e["APP"])
+	}
+
 	// berth's line about the worker shows in that worker unit's log.
 	if _, err := m.WaitJournal(ctx, "worker ready", "-u", "berth-myapp-w1.service"); err != nil {
 		t.Errorf("journalctl -u for the worker unit: %v", err)
 	}
+}
+
+// journalString reads a field of journalctl -o json: a string, or an
+// array of byte values when journalctl found it unprintable.
+func journalString(v any) string {
+	if a, ok := v.([]any); ok {
+		b := make([]byte, len(a))
+		for i, x := range a {
+			f, _ := x.(float64)
+			b[i] = byte(f)
+		}
+		return string(b)
+	}
+	s, _ := v.(string)
+	return s
 }

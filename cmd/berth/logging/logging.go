@@ -36,14 +36,14 @@ func NewHandler(w io.Writer, level slog.Leveler, getenv func(string) string) slo
 	}
 	text := slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})
 	if !IsJournalStream(w, getenv) {
-		return text
+		return &dedup{inner: text}
 	}
-	return &journalHandler{
+	return &dedup{inner: &journalHandler{
 		level:    level,
 		send:     journal.Send,
 		fallback: text,
 		note:     &fallbackNote{w: w},
-	}
+	}}
 }
 
 // IsJournalStream reports whether w is the stream systemd connected to

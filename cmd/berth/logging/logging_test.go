@@ -195,10 +195,10 @@ func TestIsJournalStream(t *testing.T) {
 			}
 		})
 	}
-	if _, ok := NewHandler(f, slog.LevelInfo, env(match)).(*journalHandler); !ok {
+	if _, ok := NewHandler(f, slog.LevelInfo, env(match)).(*dedup).inner.(*journalHandler); !ok {
 		t.Error("NewHandler on the journal stream did not pick the journal handler")
 	}
-	if _, ok := NewHandler(f, slog.LevelInfo, env("")).(*slog.TextHandler); !ok {
+	if _, ok := NewHandler(f, slog.LevelInfo, env("")).(*dedup).inner.(*slog.TextHandler); !ok {
 		t.Error("NewHandler off the journal did not pick the text handler")
 	}
 }

@@ -24,6 +24,11 @@ const server = http.createServer((req, res) => {
     console.log('crashing on purpose');
     process.exit(1);
   }
+  if (url.pathname === '/trace') {
+    // One write of several lines: berth must keep it one record.
+    console.error(new Error('boom in handler').stack);
+    console.log('after the trace');
+  }
   if (url.pathname === '/slow') {
     console.log('slow request started');
     setTimeout(reply, Number(url.searchParams.get('ms') || 2000));
