@@ -176,3 +176,45 @@ func TestOutOfBandWorkRequest(t *testing.T) {
 		t.Error("OOB work request not reported")
 	}
 }
+
+// TestDrainWaitsForInflight: Drain takes a worker out of service at once
+// and returns when its last request is done.
+func TestDrainWaitsForInflight(t *testing.T) {
+	p := NewPool(PoolConfig{})
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	up, _ := worker(t, "w1", func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+		io.WriteString(w, "finished")
+	})
+	p.Add(up)
+	fd := serve(t, p)
+	got := make(chan string, 1)
+	go func() {
+		_, body := do(t, "GET", fd.URL, "")
+		got <- body
+	}()
+	<-entered
+	drained := make(chan error, 1)
+	go func() { drained <- p.Drain(t.Context(), up) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(p.Upstreams()) != 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if len(p.Upstreams()) != 0 {
+		t.Fatal("Drain left the worker in service")
+	}
+	select {
+	case err := <-drained:
+		t.Fatalf("Drain returned (%v) with a request in flight", err)
+	default:
+	}
+	close(release)
+	if err := <-drained; err != nil {
+		t.Fatalf("Drain: %v", err)
+	}
+	if body := <-got; body != "finished" {
+		t.Errorf("in-flight request got %q", body)
+	}
+}

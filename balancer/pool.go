@@ -231,9 +231,31 @@ func (p *Pool) Lookup(name string) *Upstream {
 	return nil
 }
 
+// Drain takes u out of service and waits until the requests it is serving
+// are done, or ctx ends (then it returns ctx's error). Stopping a worker
+// only after that means no request is ever written to a connection the
+// worker is closing because it was told to stop.
+func (p *Pool) Drain(ctx context.Context, u *Upstream) error {
+	p.Remove(u)
+	u.mu.Lock()
+	drained := u.drained
+	u.mu.Unlock()
+	if drained == nil { // u was not in the pool
+		return nil
+	}
+	select {
+	case <-drained:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // Release ends a request Acquire counted; it counts as served.
 func (p *Pool) Release(u *Upstream) {
-	u.inflight.Add(-1)
+	if u.inflight.Add(-1) == 0 && u.out.Load() {
+		u.checkDrained()
+	}
 	u.served.Add(1)
 	p.total.Add(1)
 }

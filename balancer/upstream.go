@@ -27,9 +27,12 @@ type Upstream struct {
 	served   atomic.Uint64
 	hold     atomic.Uint32 // Hold* reasons it gets no new request
 
-	mu      sync.Mutex // protects idle, retired
+	mu      sync.Mutex // protects idle, retired, drained
 	idle    []*upConn  // most recently used last
 	retired bool
+	drained chan struct{} // closed when retired and no request is in flight
+
+	out atomic.Bool // retired: Release checks it without the lock
 }
 
 // Inflight is the number of requests the worker is serving now.
@@ -188,6 +191,27 @@ func (u *Upstream) dropIdle() {
 func (u *Upstream) retire() {
 	u.mu.Lock()
 	u.retired = true
+	if u.drained == nil {
+		u.drained = make(chan struct{})
+	}
 	u.mu.Unlock()
+	u.out.Store(true)
 	u.dropIdle()
+	u.checkDrained()
+}
+
+// checkDrained closes drained once a retired worker serves nothing.
+func (u *Upstream) checkDrained() {
+	if u.inflight.Load() != 0 {
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.drained != nil {
+		select {
+		case <-u.drained:
+		default:
+			close(u.drained)
+		}
+	}
 }
