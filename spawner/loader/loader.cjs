@@ -199,69 +199,130 @@ function isTLSServer(server) {
   return typeof server.setSecureContext === 'function' && typeof server.addContext === 'function';
 }
 
-// setForwardedPeer makes req.socket.remoteAddress (and remoteFamily) the
-// client's address: the last X-Forwarded-For entry, the one berth appended.
-// The worker socket is private to berth, so the header is berth's; over a
-// Unix socket Node would report undefined. Connections are reused across
-// clients, so it is set again for every request.
-function setForwardedPeer(req) {
-  const socket = req && req.socket;
-  if (!socket) {
+// The loader's own state on a served connection's socket, under symbols so
+// nothing else sees or clashes with it. adoptSocket creates all four at once
+// so every served socket keeps one shape.
+const kRequest = Symbol('berth.request'); // the connection's latest request
+const kXFF = Symbol('berth.xff'); // the X-Forwarded-For value last parsed
+const kAddress = Symbol('berth.address'); // its client address, or null
+const kFamily = Symbol('berth.family'); // 'IPv4' or 'IPv6'
+
+// Node's own getters, which read the peer of the socket itself (undefined
+// for a Unix socket).
+const nodeRemoteAddress = Object.getOwnPropertyDescriptor(net.Socket.prototype, 'remoteAddress').get;
+const nodeRemoteFamily = Object.getOwnPropertyDescriptor(net.Socket.prototype, 'remoteFamily').get;
+
+// forwardedPeer parses the client address of socket's latest request, the
+// last X-Forwarded-For entry (the one berth appended), and returns whether
+// there is a usable one. The result is cached by header value: a connection
+// from berth's pool carries many requests, often from the same client.
+function forwardedPeer(socket) {
+  const req = socket[kRequest];
+  const xff = req === null ? undefined : req.headers['x-forwarded-for'];
+  if (typeof xff !== 'string') {
+    return false;
+  }
+  if (xff !== socket[kXFF]) {
+    const addr = xff.slice(xff.lastIndexOf(',') + 1).trim();
+    const v = net.isIP(addr);
+    socket[kXFF] = xff;
+    socket[kAddress] = v === 0 ? null : addr;
+    socket[kFamily] = v === 6 ? 'IPv6' : 'IPv4';
+  }
+  return socket[kAddress] !== null;
+}
+
+// The accessors adoptSocket gives a served socket: the client's address
+// when its latest request has a usable X-Forwarded-For, else Node's own
+// value. The worker socket is private to berth, so the header is berth's.
+const PEER_PROPERTIES = {
+  remoteAddress: {
+    configurable: true,
+    enumerable: true,
+    get: function remoteAddress() {
+      return forwardedPeer(this) ? this[kAddress] : nodeRemoteAddress.call(this);
+    },
+  },
+  remoteFamily: {
+    configurable: true,
+    enumerable: true,
+    get: function remoteFamily() {
+      return forwardedPeer(this) ? this[kFamily] : nodeRemoteFamily.call(this);
+    },
+  },
+};
+
+// adoptSocket prepares a served connection's socket, once, for
+// notePeerRequest; it reports false for what is not a net.Socket (an
+// HTTP/2 stream's socket proxy), which keeps Node's values.
+function adoptSocket(socket) {
+  if (!(socket instanceof net.Socket)) {
+    return false;
+  }
+  socket[kRequest] = null;
+  socket[kXFF] = undefined;
+  socket[kAddress] = null;
+  socket[kFamily] = undefined;
+  Object.defineProperties(socket, PEER_PROPERTIES);
+  return true;
+}
+
+// notePeerRequest makes req the request whose X-Forwarded-For gives its
+// socket's remoteAddress and remoteFamily (Express's req.ip, socket.io's
+// handshake.address); over a Unix socket Node would report undefined.
+// Connections are reused across clients, so each request replaces the
+// last. This runs for every request: it is one property store, and the
+// header is parsed only when the app reads the address.
+function notePeerRequest(req) {
+  const socket = req.socket;
+  if (socket == null) {
     return;
   }
-  const xff = req.headers && req.headers['x-forwarded-for'];
-  const addr = typeof xff === 'string' ? xff.slice(xff.lastIndexOf(',') + 1).trim() : '';
-  try {
-    if (net.isIP(addr) === 0) {
-      // No (usable) header: Node's own value, not the previous request's.
-      delete socket.remoteAddress;
-      delete socket.remoteFamily;
-      return;
-    }
-    const prop = { configurable: true, enumerable: true, writable: true };
-    Object.defineProperty(socket, 'remoteAddress', { ...prop, value: addr });
-    Object.defineProperty(socket, 'remoteFamily', { ...prop, value: net.isIPv6(addr) ? 'IPv6' : 'IPv4' });
-  } catch (_) {
-    // An HTTP/2 stream's socket proxy refuses; it keeps Node's value.
+  if (socket[kRequest] === undefined && !adoptSocket(socket)) {
+    return;
   }
+  socket[kRequest] = req;
 }
 
 // serveOnWorkerSocket adapts the served server to connections from berth
 // by wrapping its emit (adding listeners would change how Node treats
-// 'upgrade' and 'connect'):
+// 'upgrade' and 'connect', and a second 'request' listener makes every emit
+// copy the listener array):
 //   - a TLS server takes plain connections: berth terminates TLS (or the
 //     client is on the machine) and talks plain HTTP/1.1 over the worker
 //     socket, so each accepted connection goes straight to the server's
 //     secure-connection handling;
-//   - every request gets the client's address (setForwardedPeer);
+//   - every request gets the client's address (notePeerRequest);
 //   - once draining() is true, HTTP/1 responses close their connection.
+// The wrapper runs for every event of the server, so it neither copies nor
+// spreads arguments: apply(this, arguments) passes them on as they are.
 function serveOnWorkerSocket(server, draining) {
   const tls = isTLSServer(server);
   const emit = server.emit;
-  server.emit = function (event, ...args) {
+  server.emit = function (event, a, b) {
     switch (event) {
+      case 'request':
+      case 'checkContinue':
+      case 'checkExpectation':
+        notePeerRequest(a);
+        if (draining() && b && typeof b.shouldKeepAlive === 'boolean') {
+          b.shouldKeepAlive = false; // Node sends "Connection: close"
+        }
+        break;
       case 'connection':
         if (tls) {
           // http2's secure server falls back to HTTP/1.1 (allowHTTP1) when
           // ALPN chose no protocol.
-          args[0].alpnProtocol = false;
-          return emit.call(this, 'secureConnection', args[0]);
-        }
-        break;
-      case 'request':
-      case 'checkContinue':
-      case 'checkExpectation':
-        setForwardedPeer(args[0]);
-        if (draining() && args[1] && typeof args[1].shouldKeepAlive === 'boolean') {
-          args[1].shouldKeepAlive = false; // Node sends "Connection: close"
+          a.alpnProtocol = false;
+          return emit.call(this, 'secureConnection', a);
         }
         break;
       case 'upgrade':
       case 'connect':
-        setForwardedPeer(args[0]);
+        notePeerRequest(a);
         break;
     }
-    return emit.call(this, event, ...args);
+    return emit.apply(this, arguments);
   };
 }
 
