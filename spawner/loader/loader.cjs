@@ -19,8 +19,10 @@
 //   - wraps net.Server.prototype.listen (http, https, http2, tls, net and every
 //     framework built on them): the selected server listens on fd 3, every
 //     other server listens as it asked;
-//   - after the selected server is listening, connects to BERTH_READY_SOCKET
-//     and writes "READY=1\n";
+//   - after the selected server is listening, connects to BERTH_READY_SOCKET,
+//     writes "READY=1\n" and keeps the connection: "WATCHDOG=1\n" every
+//     500 ms while the event loop turns, and out-of-band work ('oob'
+//     listeners) when berth writes "OOB=1\n", answered by "OOB_DONE=1\n";
 //   - on SIGTERM stops accepting, closes idle keep-alive connections, lets
 //     in-flight requests finish, then exits.
 'use strict';
@@ -40,6 +42,17 @@ const APP_EXIT_GRACE_MS = 3000;
 
 // How often idle keep-alive connections are closed while draining.
 const IDLE_SWEEP_MS = 100;
+
+// How often the loader tells berth, on the readiness connection, that its
+// event loop turns.
+const WATCHDOG_MS = 500;
+
+// Heartbeats are skipped while this many bytes are still unsent (berth is
+// not reading the readiness connection).
+const MAX_UNSENT = 4096;
+
+// The longest line the loader buffers from berth; longer ones are dropped.
+const MAX_LINE = 1024;
 
 function note(msg) {
   try {
@@ -179,17 +192,138 @@ function socketPath(fd) {
   return `berth-worker-socket-fd${fd}`;
 }
 
-function sendReady(readySocket) {
+// connectBerth connects to BERTH_READY_SOCKET, writes "READY=1\n" and keeps
+// the connection open as berth's line to the worker (README.md, "The
+// readiness channel"):
+//   - it writes "WATCHDOG=1\n" every WATCHDOG_MS from an unref'd timer: a
+//     blocked event loop sends nothing, and the timer never keeps the
+//     process alive (nor does the connection);
+//   - for each "OOB=1\n" berth writes, it runs the app's out-of-band work
+//     (runOOB, which returns a promise) and then writes "OOB_DONE=1\n".
+// When berth closes the connection, or it fails after connecting, the
+// heartbeats stop quietly: no note, no reconnect.
+function connectBerth(readySocket, runOOB) {
   if (!readySocket) {
     note('BERTH_READY_SOCKET not set; not reporting readiness');
     return;
   }
   const conn = net.createConnection(readySocket);
-  conn.on('error', (err) => {
-    note(`report readiness to ${readySocket}: ${err.message}`);
-  });
-  conn.end('READY=1\n');
   conn.unref();
+  let connected = false;
+  let heartbeat = null;
+  const send = (line) => {
+    if (conn.writable) {
+      conn.write(line);
+    }
+  };
+  const stop = () => {
+    if (heartbeat !== null) {
+      clearInterval(heartbeat);
+      heartbeat = null;
+    }
+  };
+  conn.on('connect', () => {
+    connected = true;
+    heartbeat = setInterval(() => {
+      // berth not reading: queuing more heartbeats would only grow memory.
+      if (conn.writableLength < MAX_UNSENT) {
+        send('WATCHDOG=1\n');
+      }
+    }, WATCHDOG_MS);
+    heartbeat.unref();
+  });
+  conn.on('error', (err) => {
+    stop();
+    if (!connected) {
+      note(`report readiness to ${readySocket}: ${err.message}`);
+    }
+  });
+  conn.on('close', stop);
+  conn.write('READY=1\n');
+
+  // Out-of-band work: one run at a time, one OOB_DONE per OOB=1.
+  let oobRunning = false;
+  let oobQueued = 0;
+  const nextOOB = () => {
+    if (oobRunning || oobQueued === 0) {
+      return;
+    }
+    oobQueued--;
+    oobRunning = true;
+    runOOB().then(() => {
+      oobRunning = false;
+      send('OOB_DONE=1\n');
+      nextOOB();
+    });
+  };
+  let pending = ''; // the start of a line
+  let tooLong = false; // dropping the rest of a line longer than MAX_LINE
+  conn.setEncoding('latin1');
+  conn.on('data', (chunk) => {
+    pending += chunk;
+    let nl;
+    while ((nl = pending.indexOf('\n')) >= 0) {
+      const line = pending.slice(0, nl).trim();
+      pending = pending.slice(nl + 1);
+      if (tooLong) {
+        tooLong = false;
+      } else if (line === 'OOB=1') {
+        oobQueued++;
+        nextOOB();
+      }
+      // Other lines are for later versions of the protocol: ignored.
+    }
+    if (pending.length > MAX_LINE) {
+      pending = '';
+      tooLong = true;
+    }
+  });
+}
+
+// runOOBListeners calls every 'oob' listener of api with a done callback
+// and resolves when all are done (at once when there are none). A
+// listener that declares a parameter is done when it calls it; one that
+// does not is done when the promise it returns settles, or when it
+// returns, if it returns no promise. A listener that throws, rejects, or
+// passes an error to done is done too, with a note.
+function runOOBListeners(api) {
+  const listeners = api.rawListeners('oob'); // once() wrappers remove themselves
+  return Promise.all(
+    listeners.map(
+      (listener) =>
+        new Promise((resolve) => {
+          let finished = false;
+          const done = (err) => {
+            if (finished) return;
+            finished = true;
+            if (err) {
+              note(`an 'oob' listener of berth/PhusionPassenger failed: ${(err && err.stack) || err}`);
+            }
+            resolve();
+          };
+          const takesDone = (listener.listener || listener).length > 0;
+          let ret;
+          try {
+            ret = listener.call(api, done);
+          } catch (err) {
+            done(err);
+            return;
+          }
+          if (takesDone) {
+            if (ret && typeof ret.then === 'function') {
+              ret.then(undefined, (err) => done(err || new Error('rejected')));
+            }
+          } else if (ret && typeof ret.then === 'function') {
+            ret.then(
+              () => done(),
+              (err) => done(err || new Error('rejected')),
+            );
+          } else {
+            done();
+          }
+        }),
+    ),
+  );
 }
 
 function isTLSServer(server) {
@@ -384,7 +518,7 @@ function main() {
     server.on('error', onError);
     server.once('listening', () => {
       server.removeListener('error', onError);
-      sendReady(worker.readySocket);
+      connectBerth(worker.readySocket, () => runOOBListeners(api));
       process.on('SIGTERM', onSIGTERM);
     });
     return cb ? originalListen.call(server, options, cb) : originalListen.call(server, options);

@@ -85,6 +85,9 @@ type worker struct {
 	output *syncBuffer   // stdout and stderr
 	// waitErr is the process's exit status, valid after exited is closed.
 	waitErr error
+	// berth is berth's end of the readiness connection when the worker was
+	// started with keepReady, valid after ready has delivered nil.
+	berth *berthEnd
 }
 
 type workerConfig struct {
@@ -96,6 +99,9 @@ type workerConfig struct {
 	// loaderViaSymlink passes the loader to node by a path through a
 	// symlinked directory.
 	loaderViaSymlink bool
+	// keepReady keeps the readiness connection open after READY=1, as
+	// worker.berth; otherwise the test closes it at once.
+	keepReady bool
 }
 
 // writeLoader writes the embedded loader to a fresh directory.
@@ -175,7 +181,18 @@ func startWorker(t *testing.T, cfg workerConfig) *worker {
 		t.Cleanup(func() { readyLn.Close() })
 		w.cmd.ExtraFiles = []*os.File{lnFile}
 		w.cmd.Env = append(w.cmd.Env, "LISTEN_FDS=1", "LISTEN_FDNAMES=berth", "BERTH_READY_SOCKET="+readyPath, "NOTIFY_SOCKET="+filepath.Join(dir, "n.sock"))
-		go func() { w.ready <- acceptReady(readyLn) }()
+		go func() {
+			conn, r, err := acceptReady(readyLn)
+			if err == nil {
+				if cfg.keepReady {
+					conn.SetDeadline(time.Time{})
+					w.berth = newBerthEnd(conn, r)
+				} else {
+					conn.Close()
+				}
+			}
+			w.ready <- err
+		}()
 		defer lnFile.Close() // after Start, only the worker holds the socket
 	}
 
@@ -189,6 +206,9 @@ func startWorker(t *testing.T, cfg workerConfig) *worker {
 	t.Cleanup(func() {
 		w.cmd.Process.Kill()
 		<-w.exited
+		if w.berth != nil {
+			w.berth.close()
+		}
 		if t.Failed() {
 			t.Logf("worker output:\n%s", w.output.String())
 		}
@@ -197,22 +217,24 @@ func startWorker(t *testing.T, cfg workerConfig) *worker {
 }
 
 // acceptReady accepts one connection on ln and reads the readiness line.
-func acceptReady(ln *net.UnixListener) error {
+func acceptReady(ln *net.UnixListener) (*net.UnixConn, *bufio.Reader, error) {
 	ln.SetDeadline(time.Now().Add(startTimeout))
-	conn, err := ln.Accept()
+	conn, err := ln.AcceptUnix()
 	if err != nil {
-		return fmt.Errorf("accept on ready socket: %w", err)
+		return nil, nil, fmt.Errorf("accept on ready socket: %w", err)
 	}
-	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(startTimeout))
-	line, err := bufio.NewReader(conn).ReadString('\n')
+	r := bufio.NewReader(conn)
+	line, err := r.ReadString('\n')
 	if err != nil {
-		return fmt.Errorf("read ready socket: %w", err)
+		conn.Close()
+		return nil, nil, fmt.Errorf("read ready socket: %w", err)
 	}
 	if line != "READY=1\n" {
-		return fmt.Errorf("ready socket got %q, want %q", line, "READY=1\n")
+		conn.Close()
+		return nil, nil, fmt.Errorf("ready socket got %q, want %q", line, "READY=1\n")
 	}
-	return nil
+	return conn, r, nil
 }
 
 // waitReady waits for READY=1, failing the test if the worker exits first.
