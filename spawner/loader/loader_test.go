@@ -667,6 +667,12 @@ func TestRemoteAddressFromForwardedFor(t *testing.T) {
 		{xff: "2001:db8::1", wantAddr: ptr("2001:db8::1"), wantFamily: ptr("IPv6")},
 		{xff: "not an address"},
 		{xff: ""},
+		{xff: "unix"}, // what berth appends for a client on a Unix socket
+		// The same client again after others, and twice in a row (the
+		// loader caches the parsed header per connection).
+		{xff: "198.51.100.7", wantAddr: ptr("198.51.100.7"), wantFamily: ptr("IPv4")},
+		{xff: "198.51.100.7", wantAddr: ptr("198.51.100.7"), wantFamily: ptr("IPv4")},
+		{xff: "2001:db8::1", wantAddr: ptr("2001:db8::1"), wantFamily: ptr("IPv6")},
 	}
 	// One connection carries all requests, as berth reuses connections:
 	// each request gets its own client's address.
@@ -703,4 +709,29 @@ func str(p *string) string {
 		return "undefined"
 	}
 	return *p
+}
+
+func TestRemoteAddressOfUpgradeRequest(t *testing.T) {
+	w := startWorker(t, workerConfig{app: "unit/peer.js"})
+	w.waitReady(t)
+	conn, err := net.Dial("unix", w.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprint(conn, "GET / HTTP/1.1\r\nHost: worker\r\nConnection: Upgrade\r\nUpgrade: test\r\nX-Forwarded-For: 198.51.100.9\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct{ RemoteAddress, RemoteFamily *string }
+	err = json.NewDecoder(resp.Body).Decode(&got)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if str(got.RemoteAddress) != "198.51.100.9" || str(got.RemoteFamily) != "IPv4" {
+		t.Errorf("upgrade request: remoteAddress %s, remoteFamily %s; want 198.51.100.9, IPv4", str(got.RemoteAddress), str(got.RemoteFamily))
+	}
 }
