@@ -19,8 +19,10 @@
 //   - wraps net.Server.prototype.listen (http, https, http2, tls, net and every
 //     framework built on them): the selected server listens on fd 3, every
 //     other server listens as it asked;
-//   - after the selected server is listening, connects to BERTH_READY_SOCKET
-//     and writes "READY=1\n";
+//   - after the selected server is listening, connects to BERTH_READY_SOCKET,
+//     writes "READY=1\n" and keeps the connection: "WATCHDOG=1\n" every
+//     500 ms while the event loop turns, and out-of-band work ('oob'
+//     listeners) when berth writes "OOB=1\n", answered by "OOB_DONE=1\n";
 //   - on SIGTERM stops accepting, closes idle keep-alive connections, lets
 //     in-flight requests finish, then exits.
 'use strict';
@@ -40,6 +42,17 @@ const APP_EXIT_GRACE_MS = 3000;
 
 // How often idle keep-alive connections are closed while draining.
 const IDLE_SWEEP_MS = 100;
+
+// How often the loader tells berth, on the readiness connection, that its
+// event loop turns.
+const WATCHDOG_MS = 500;
+
+// Heartbeats are skipped while this many bytes are still unsent (berth is
+// not reading the readiness connection).
+const MAX_UNSENT = 4096;
+
+// The longest line the loader buffers from berth; longer ones are dropped.
+const MAX_LINE = 1024;
 
 function note(msg) {
   try {
@@ -179,17 +192,138 @@ function socketPath(fd) {
   return `berth-worker-socket-fd${fd}`;
 }
 
-function sendReady(readySocket) {
+// connectBerth connects to BERTH_READY_SOCKET, writes "READY=1\n" and keeps
+// the connection open as berth's line to the worker (README.md, "The
+// readiness channel"):
+//   - it writes "WATCHDOG=1\n" every WATCHDOG_MS from an unref'd timer: a
+//     blocked event loop sends nothing, and the timer never keeps the
+//     process alive (nor does the connection);
+//   - for each "OOB=1\n" berth writes, it runs the app's out-of-band work
+//     (runOOB, which returns a promise) and then writes "OOB_DONE=1\n".
+// When berth closes the connection, or it fails after connecting, the
+// heartbeats stop quietly: no note, no reconnect.
+function connectBerth(readySocket, runOOB) {
   if (!readySocket) {
     note('BERTH_READY_SOCKET not set; not reporting readiness');
     return;
   }
   const conn = net.createConnection(readySocket);
-  conn.on('error', (err) => {
-    note(`report readiness to ${readySocket}: ${err.message}`);
-  });
-  conn.end('READY=1\n');
   conn.unref();
+  let connected = false;
+  let heartbeat = null;
+  const send = (line) => {
+    if (conn.writable) {
+      conn.write(line);
+    }
+  };
+  const stop = () => {
+    if (heartbeat !== null) {
+      clearInterval(heartbeat);
+      heartbeat = null;
+    }
+  };
+  conn.on('connect', () => {
+    connected = true;
+    heartbeat = setInterval(() => {
+      // berth not reading: queuing more heartbeats would only grow memory.
+      if (conn.writableLength < MAX_UNSENT) {
+        send('WATCHDOG=1\n');
+      }
+    }, WATCHDOG_MS);
+    heartbeat.unref();
+  });
+  conn.on('error', (err) => {
+    stop();
+    if (!connected) {
+      note(`report readiness to ${readySocket}: ${err.message}`);
+    }
+  });
+  conn.on('close', stop);
+  conn.write('READY=1\n');
+
+  // Out-of-band work: one run at a time, one OOB_DONE per OOB=1.
+  let oobRunning = false;
+  let oobQueued = 0;
+  const nextOOB = () => {
+    if (oobRunning || oobQueued === 0) {
+      return;
+    }
+    oobQueued--;
+    oobRunning = true;
+    runOOB().then(() => {
+      oobRunning = false;
+      send('OOB_DONE=1\n');
+      nextOOB();
+    });
+  };
+  let pending = ''; // the start of a line
+  let tooLong = false; // dropping the rest of a line longer than MAX_LINE
+  conn.setEncoding('latin1');
+  conn.on('data', (chunk) => {
+    pending += chunk;
+    let nl;
+    while ((nl = pending.indexOf('\n')) >= 0) {
+      const line = pending.slice(0, nl).trim();
+      pending = pending.slice(nl + 1);
+      if (tooLong) {
+        tooLong = false;
+      } else if (line === 'OOB=1') {
+        oobQueued++;
+        nextOOB();
+      }
+      // Other lines are for later versions of the protocol: ignored.
+    }
+    if (pending.length > MAX_LINE) {
+      pending = '';
+      tooLong = true;
+    }
+  });
+}
+
+// runOOBListeners calls every 'oob' listener of api with a done callback
+// and resolves when all are done (at once when there are none). A
+// listener that declares a parameter is done when it calls it; one that
+// does not is done when the promise it returns settles, or when it
+// returns, if it returns no promise. A listener that throws, rejects, or
+// passes an error to done is done too, with a note.
+function runOOBListeners(api) {
+  const listeners = api.rawListeners('oob'); // once() wrappers remove themselves
+  return Promise.all(
+    listeners.map(
+      (listener) =>
+        new Promise((resolve) => {
+          let finished = false;
+          const done = (err) => {
+            if (finished) return;
+            finished = true;
+            if (err) {
+              note(`an 'oob' listener of berth/PhusionPassenger failed: ${(err && err.stack) || err}`);
+            }
+            resolve();
+          };
+          const takesDone = (listener.listener || listener).length > 0;
+          let ret;
+          try {
+            ret = listener.call(api, done);
+          } catch (err) {
+            done(err);
+            return;
+          }
+          if (takesDone) {
+            if (ret && typeof ret.then === 'function') {
+              ret.then(undefined, (err) => done(err || new Error('rejected')));
+            }
+          } else if (ret && typeof ret.then === 'function') {
+            ret.then(
+              () => done(),
+              (err) => done(err || new Error('rejected')),
+            );
+          } else {
+            done();
+          }
+        }),
+    ),
+  );
 }
 
 function isTLSServer(server) {
@@ -199,69 +333,130 @@ function isTLSServer(server) {
   return typeof server.setSecureContext === 'function' && typeof server.addContext === 'function';
 }
 
-// setForwardedPeer makes req.socket.remoteAddress (and remoteFamily) the
-// client's address: the last X-Forwarded-For entry, the one berth appended.
-// The worker socket is private to berth, so the header is berth's; over a
-// Unix socket Node would report undefined. Connections are reused across
-// clients, so it is set again for every request.
-function setForwardedPeer(req) {
-  const socket = req && req.socket;
-  if (!socket) {
+// The loader's own state on a served connection's socket, under symbols so
+// nothing else sees or clashes with it. adoptSocket creates all four at once
+// so every served socket keeps one shape.
+const kRequest = Symbol('berth.request'); // the connection's latest request
+const kXFF = Symbol('berth.xff'); // the X-Forwarded-For value last parsed
+const kAddress = Symbol('berth.address'); // its client address, or null
+const kFamily = Symbol('berth.family'); // 'IPv4' or 'IPv6'
+
+// Node's own getters, which read the peer of the socket itself (undefined
+// for a Unix socket).
+const nodeRemoteAddress = Object.getOwnPropertyDescriptor(net.Socket.prototype, 'remoteAddress').get;
+const nodeRemoteFamily = Object.getOwnPropertyDescriptor(net.Socket.prototype, 'remoteFamily').get;
+
+// forwardedPeer parses the client address of socket's latest request, the
+// last X-Forwarded-For entry (the one berth appended), and returns whether
+// there is a usable one. The result is cached by header value: a connection
+// from berth's pool carries many requests, often from the same client.
+function forwardedPeer(socket) {
+  const req = socket[kRequest];
+  const xff = req === null ? undefined : req.headers['x-forwarded-for'];
+  if (typeof xff !== 'string') {
+    return false;
+  }
+  if (xff !== socket[kXFF]) {
+    const addr = xff.slice(xff.lastIndexOf(',') + 1).trim();
+    const v = net.isIP(addr);
+    socket[kXFF] = xff;
+    socket[kAddress] = v === 0 ? null : addr;
+    socket[kFamily] = v === 6 ? 'IPv6' : 'IPv4';
+  }
+  return socket[kAddress] !== null;
+}
+
+// The accessors adoptSocket gives a served socket: the client's address
+// when its latest request has a usable X-Forwarded-For, else Node's own
+// value. The worker socket is private to berth, so the header is berth's.
+const PEER_PROPERTIES = {
+  remoteAddress: {
+    configurable: true,
+    enumerable: true,
+    get: function remoteAddress() {
+      return forwardedPeer(this) ? this[kAddress] : nodeRemoteAddress.call(this);
+    },
+  },
+  remoteFamily: {
+    configurable: true,
+    enumerable: true,
+    get: function remoteFamily() {
+      return forwardedPeer(this) ? this[kFamily] : nodeRemoteFamily.call(this);
+    },
+  },
+};
+
+// adoptSocket prepares a served connection's socket, once, for
+// notePeerRequest; it reports false for what is not a net.Socket (an
+// HTTP/2 stream's socket proxy), which keeps Node's values.
+function adoptSocket(socket) {
+  if (!(socket instanceof net.Socket)) {
+    return false;
+  }
+  socket[kRequest] = null;
+  socket[kXFF] = undefined;
+  socket[kAddress] = null;
+  socket[kFamily] = undefined;
+  Object.defineProperties(socket, PEER_PROPERTIES);
+  return true;
+}
+
+// notePeerRequest makes req the request whose X-Forwarded-For gives its
+// socket's remoteAddress and remoteFamily (Express's req.ip, socket.io's
+// handshake.address); over a Unix socket Node would report undefined.
+// Connections are reused across clients, so each request replaces the
+// last. This runs for every request: it is one property store, and the
+// header is parsed only when the app reads the address.
+function notePeerRequest(req) {
+  const socket = req.socket;
+  if (socket == null) {
     return;
   }
-  const xff = req.headers && req.headers['x-forwarded-for'];
-  const addr = typeof xff === 'string' ? xff.slice(xff.lastIndexOf(',') + 1).trim() : '';
-  try {
-    if (net.isIP(addr) === 0) {
-      // No (usable) header: Node's own value, not the previous request's.
-      delete socket.remoteAddress;
-      delete socket.remoteFamily;
-      return;
-    }
-    const prop = { configurable: true, enumerable: true, writable: true };
-    Object.defineProperty(socket, 'remoteAddress', { ...prop, value: addr });
-    Object.defineProperty(socket, 'remoteFamily', { ...prop, value: net.isIPv6(addr) ? 'IPv6' : 'IPv4' });
-  } catch (_) {
-    // An HTTP/2 stream's socket proxy refuses; it keeps Node's value.
+  if (socket[kRequest] === undefined && !adoptSocket(socket)) {
+    return;
   }
+  socket[kRequest] = req;
 }
 
 // serveOnWorkerSocket adapts the served server to connections from berth
 // by wrapping its emit (adding listeners would change how Node treats
-// 'upgrade' and 'connect'):
+// 'upgrade' and 'connect', and a second 'request' listener makes every emit
+// copy the listener array):
 //   - a TLS server takes plain connections: berth terminates TLS (or the
 //     client is on the machine) and talks plain HTTP/1.1 over the worker
 //     socket, so each accepted connection goes straight to the server's
 //     secure-connection handling;
-//   - every request gets the client's address (setForwardedPeer);
+//   - every request gets the client's address (notePeerRequest);
 //   - once draining() is true, HTTP/1 responses close their connection.
+// The wrapper runs for every event of the server, so it neither copies nor
+// spreads arguments: apply(this, arguments) passes them on as they are.
 function serveOnWorkerSocket(server, draining) {
   const tls = isTLSServer(server);
   const emit = server.emit;
-  server.emit = function (event, ...args) {
+  server.emit = function (event, a, b) {
     switch (event) {
+      case 'request':
+      case 'checkContinue':
+      case 'checkExpectation':
+        notePeerRequest(a);
+        if (draining() && b && typeof b.shouldKeepAlive === 'boolean') {
+          b.shouldKeepAlive = false; // Node sends "Connection: close"
+        }
+        break;
       case 'connection':
         if (tls) {
           // http2's secure server falls back to HTTP/1.1 (allowHTTP1) when
           // ALPN chose no protocol.
-          args[0].alpnProtocol = false;
-          return emit.call(this, 'secureConnection', args[0]);
-        }
-        break;
-      case 'request':
-      case 'checkContinue':
-      case 'checkExpectation':
-        setForwardedPeer(args[0]);
-        if (draining() && args[1] && typeof args[1].shouldKeepAlive === 'boolean') {
-          args[1].shouldKeepAlive = false; // Node sends "Connection: close"
+          a.alpnProtocol = false;
+          return emit.call(this, 'secureConnection', a);
         }
         break;
       case 'upgrade':
       case 'connect':
-        setForwardedPeer(args[0]);
+        notePeerRequest(a);
         break;
     }
-    return emit.call(this, event, ...args);
+    return emit.apply(this, arguments);
   };
 }
 
@@ -323,7 +518,7 @@ function main() {
     server.on('error', onError);
     server.once('listening', () => {
       server.removeListener('error', onError);
-      sendReady(worker.readySocket);
+      connectBerth(worker.readySocket, () => runOOBListeners(api));
       process.on('SIGTERM', onSIGTERM);
     });
     return cb ? originalListen.call(server, options, cb) : originalListen.call(server, options);

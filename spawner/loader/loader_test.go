@@ -85,6 +85,9 @@ type worker struct {
 	output *syncBuffer   // stdout and stderr
 	// waitErr is the process's exit status, valid after exited is closed.
 	waitErr error
+	// berth is berth's end of the readiness connection when the worker was
+	// started with keepReady, valid after ready has delivered nil.
+	berth *berthEnd
 }
 
 type workerConfig struct {
@@ -96,6 +99,9 @@ type workerConfig struct {
 	// loaderViaSymlink passes the loader to node by a path through a
 	// symlinked directory.
 	loaderViaSymlink bool
+	// keepReady keeps the readiness connection open after READY=1, as
+	// worker.berth; otherwise the test closes it at once.
+	keepReady bool
 }
 
 // writeLoader writes the embedded loader to a fresh directory.
@@ -175,7 +181,18 @@ func startWorker(t *testing.T, cfg workerConfig) *worker {
 		t.Cleanup(func() { readyLn.Close() })
 		w.cmd.ExtraFiles = []*os.File{lnFile}
 		w.cmd.Env = append(w.cmd.Env, "LISTEN_FDS=1", "LISTEN_FDNAMES=berth", "BERTH_READY_SOCKET="+readyPath, "NOTIFY_SOCKET="+filepath.Join(dir, "n.sock"))
-		go func() { w.ready <- acceptReady(readyLn) }()
+		go func() {
+			conn, r, err := acceptReady(readyLn)
+			if err == nil {
+				if cfg.keepReady {
+					conn.SetDeadline(time.Time{})
+					w.berth = newBerthEnd(conn, r)
+				} else {
+					conn.Close()
+				}
+			}
+			w.ready <- err
+		}()
 		defer lnFile.Close() // after Start, only the worker holds the socket
 	}
 
@@ -189,6 +206,9 @@ func startWorker(t *testing.T, cfg workerConfig) *worker {
 	t.Cleanup(func() {
 		w.cmd.Process.Kill()
 		<-w.exited
+		if w.berth != nil {
+			w.berth.close()
+		}
 		if t.Failed() {
 			t.Logf("worker output:\n%s", w.output.String())
 		}
@@ -197,22 +217,24 @@ func startWorker(t *testing.T, cfg workerConfig) *worker {
 }
 
 // acceptReady accepts one connection on ln and reads the readiness line.
-func acceptReady(ln *net.UnixListener) error {
+func acceptReady(ln *net.UnixListener) (*net.UnixConn, *bufio.Reader, error) {
 	ln.SetDeadline(time.Now().Add(startTimeout))
-	conn, err := ln.Accept()
+	conn, err := ln.AcceptUnix()
 	if err != nil {
-		return fmt.Errorf("accept on ready socket: %w", err)
+		return nil, nil, fmt.Errorf("accept on ready socket: %w", err)
 	}
-	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(startTimeout))
-	line, err := bufio.NewReader(conn).ReadString('\n')
+	r := bufio.NewReader(conn)
+	line, err := r.ReadString('\n')
 	if err != nil {
-		return fmt.Errorf("read ready socket: %w", err)
+		conn.Close()
+		return nil, nil, fmt.Errorf("read ready socket: %w", err)
 	}
 	if line != "READY=1\n" {
-		return fmt.Errorf("ready socket got %q, want %q", line, "READY=1\n")
+		conn.Close()
+		return nil, nil, fmt.Errorf("ready socket got %q, want %q", line, "READY=1\n")
 	}
-	return nil
+	return conn, r, nil
 }
 
 // waitReady waits for READY=1, failing the test if the worker exits first.
@@ -645,6 +667,12 @@ func TestRemoteAddressFromForwardedFor(t *testing.T) {
 		{xff: "2001:db8::1", wantAddr: ptr("2001:db8::1"), wantFamily: ptr("IPv6")},
 		{xff: "not an address"},
 		{xff: ""},
+		{xff: "unix"}, // what berth appends for a client on a Unix socket
+		// The same client again after others, and twice in a row (the
+		// loader caches the parsed header per connection).
+		{xff: "198.51.100.7", wantAddr: ptr("198.51.100.7"), wantFamily: ptr("IPv4")},
+		{xff: "198.51.100.7", wantAddr: ptr("198.51.100.7"), wantFamily: ptr("IPv4")},
+		{xff: "2001:db8::1", wantAddr: ptr("2001:db8::1"), wantFamily: ptr("IPv6")},
 	}
 	// One connection carries all requests, as berth reuses connections:
 	// each request gets its own client's address.
@@ -681,4 +709,29 @@ func str(p *string) string {
 		return "undefined"
 	}
 	return *p
+}
+
+func TestRemoteAddressOfUpgradeRequest(t *testing.T) {
+	w := startWorker(t, workerConfig{app: "unit/peer.js"})
+	w.waitReady(t)
+	conn, err := net.Dial("unix", w.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprint(conn, "GET / HTTP/1.1\r\nHost: worker\r\nConnection: Upgrade\r\nUpgrade: test\r\nX-Forwarded-For: 198.51.100.9\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct{ RemoteAddress, RemoteFamily *string }
+	err = json.NewDecoder(resp.Body).Decode(&got)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if str(got.RemoteAddress) != "198.51.100.9" || str(got.RemoteFamily) != "IPv4" {
+		t.Errorf("upgrade request: remoteAddress %s, remoteFamily %s; want 198.51.100.9, IPv4", str(got.RemoteAddress), str(got.RemoteFamily))
+	}
 }
