@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -339,4 +340,55 @@ func TestStalledClientsAreDropped(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	})
+}
+
+// TestUnreadRequestIsSentAgain: a worker that closes a connection with
+// berth's request unread in it (a worker told to stop closing what it saw
+// as an idle keep-alive) never saw the request: berth sends it again on
+// a fresh connection, and the client sees no error.
+func TestUnreadRequestIsSentAgain(t *testing.T) {
+	path := t.TempDir() + "/w1.sock"
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	var served atomic.Int32
+	go func() {
+		first := true
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			if first {
+				first = false
+				// Wait until the request is in the socket, then close
+				// without reading it.
+				raw, _ := c.(*net.UnixConn).SyscallConn()
+				raw.Read(func(fd uintptr) bool {
+					var b [1]byte
+					_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+					return err != syscall.EAGAIN
+				})
+				c.Close()
+				continue
+			}
+			go func() {
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for skipRequest(r) == nil {
+					served.Add(1)
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				}
+			}()
+		}
+	}()
+	p := NewPool(PoolConfig{})
+	p.Add(&Upstream{Name: "w1", Network: "unix", Addr: path})
+	fd := serve(t, p)
+	code, body := do(t, "GET", fd.URL, "")
+	if code != 200 || body != "ok" || served.Load() != 1 {
+		t.Fatalf("got %d %q (served %d), want 200 \"ok\" served once", code, body, served.Load())
+	}
 }

@@ -83,6 +83,7 @@ type outcome int
 const (
 	done  outcome = iota // answered (well or with an error page)
 	retry                // nothing reached the worker: try another
+	again                // the worker never read it: try it again, afresh
 )
 
 // ServeExchange implements Handler.
@@ -101,10 +102,12 @@ func (p *Proxy) ServeExchange(x *Exchange) {
 		}
 		res := p.forward(x, up, i >= p.cfg.Attempts, sticky)
 		p.cfg.Pool.Release(up)
-		if res != retry {
+		switch res {
+		case done:
 			return
+		case retry:
+			tried = append(tried, up)
 		}
-		tried = append(tried, up)
 	}
 }
 
@@ -124,6 +127,7 @@ func (p *Proxy) forward(x *Exchange, up *Upstream, lastTry bool, sticky []byte) 
 	defer cn.up.Store(nil)
 	reused := uc.reuse
 	uc.cw.sent = 0
+	uc.got = 0
 
 	req := x.Req
 	writeRequestHead(uc, x)
@@ -171,6 +175,10 @@ func (p *Proxy) forward(x *Exchange, up *Upstream, lastTry bool, sticky []byte) 
 			uc.c.Close()
 			up.dropIdle()
 			var he *h1.Error
+			if unread(up, uc, req, err) && !lastTry {
+				p.log.Debug("worker closed a connection without reading the request; trying again", "worker", up.Name, "err", err)
+				return again
+			}
 			if isTimeout(err) && uc.limit > 0 {
 				p.timedOut(x, up)
 			} else if errors.As(err, &he) {
@@ -269,6 +277,17 @@ func (p *Proxy) reuse(uc *upConn, resp *h1.Response) {
 
 func (p *Proxy) diedText(up *Upstream) string {
 	return fmt.Sprintf("worker %s failed while handling the request (it closed the connection, or exited). The request was not retried because the app may have acted on it.", up.Name)
+}
+
+// unread reports that a request provably never reached the app: the
+// worker's end of a Unix socket was closed with the request still unread
+// in it (the kernel reports ECONNRESET only then; a worker that read the
+// request and died gives EOF). That happens when a worker told to stop
+// closes a keep-alive connection it saw as idle just as berth's request
+// arrived. Requests with a body are not judged this way: the app may
+// have read part of it.
+func unread(up *Upstream, uc *upConn, req *h1.Request, err error) bool {
+	return up.Network == "unix" && uc.got == 0 && req.ContentLength == 0 && errors.Is(err, syscall.ECONNRESET)
 }
 
 // timedOut answers a request whose worker did not begin its answer within

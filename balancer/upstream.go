@@ -69,6 +69,7 @@ type upConn struct {
 	// maximum request time), zero for none; rdl is the deadline armed.
 	limit time.Duration
 	rdl   time.Time
+	got   int64 // bytes read from the worker in this exchange
 	// scratch formats numbers and addresses for the request head.
 	scratch [64]byte
 }
@@ -79,7 +80,7 @@ func (uc *upConn) arm() {
 	uc.c.SetReadDeadline(uc.rdl)
 }
 
-// limitedReader re-arms the maximum-request-time deadline as the answer
+// limitedReader counts what the worker sent, and re-arms the maximum-request-time deadline as the answer
 // makes progress, so a response that keeps streaming is not "hung": at
 // most once per half limit, to keep timer changes off the hot path.
 type limitedReader struct{ uc *upConn }
@@ -87,6 +88,7 @@ type limitedReader struct{ uc *upConn }
 func (r limitedReader) Read(p []byte) (int, error) {
 	uc := r.uc
 	n, err := uc.c.Read(p)
+	uc.got += int64(n)
 	if n > 0 && uc.limit > 0 && time.Until(uc.rdl) < uc.limit/2 {
 		uc.arm()
 	}

@@ -150,7 +150,7 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 		return nil, err
 	}
 
-	ups := newUpstreams(d.pool)
+	ups := newUpstreams(d.pool, cfg.StopTimeout)
 	var readyOnce sync.Once
 	env := append([]string(nil), cfg.Env...)
 	d.sup, err = spawner.NewSupervisor(spawner.SupervisorConfig{
@@ -379,12 +379,14 @@ func poolLoad(p *balancer.Pool) spawner.Load {
 // upstreams maps the spawner's workers to the balancer's upstreams.
 type upstreams struct {
 	pool *balancer.Pool
-	mu   sync.Mutex // protects m
-	m    map[spawner.Worker]*balancer.Upstream
+	// drain bounds how long a worker leaving service is waited for.
+	drain time.Duration
+	mu    sync.Mutex // protects m
+	m     map[spawner.Worker]*balancer.Upstream
 }
 
-func newUpstreams(p *balancer.Pool) *upstreams {
-	return &upstreams{pool: p, m: map[spawner.Worker]*balancer.Upstream{}}
+func newUpstreams(p *balancer.Pool, drain time.Duration) *upstreams {
+	return &upstreams{pool: p, drain: drain, m: map[spawner.Worker]*balancer.Upstream{}}
 }
 
 func (u *upstreams) add(w spawner.Worker) {
@@ -402,7 +404,11 @@ func (u *upstreams) remove(w spawner.Worker) {
 	delete(u.m, w)
 	u.mu.Unlock()
 	if up != nil {
-		u.pool.Remove(up)
+		// The supervisor stops the worker after this returns: no request
+		// of berth's may be on it then.
+		ctx, cancel := context.WithTimeout(context.Background(), u.drain)
+		defer cancel()
+		u.pool.Drain(ctx, up)
 	}
 }
 
