@@ -19,6 +19,13 @@ test:
 	$(GO) build -o bin/testsummary ./packaging/testsummary
 	./bin/testsummary -go $(GO) -- -race -count=1 -timeout 40m ./...
 
+# The benchmark (bench/README.md): wrk against berth, nginx, Node's cluster
+# module and Passenger, in interleaved rounds; writes bench/RESULTS.md.
+# Knobs: BENCH_ROUNDS, BENCH_DURATION, BENCH_PEERS, BENCH_LOADS. Never run in CI.
+bench: build
+	$(GO) build -o bin/bench ./bench
+	./bin/bench
+
 demo: build
 	./$(BIN) serve examples/hello --port 3000 --workers 2
 

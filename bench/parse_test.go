@@ -1,0 +1,153 @@
+package main
+
+// These tests cover the harness's parsing and arithmetic only; nothing here
+// starts a peer or measures time (`make bench` does that, never CI).
+
+import (
+	"errors"
+	"math"
+	"testing"
+)
+
+func TestParseStat(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      string
+		want    procStat
+		wantErr bool
+	}{
+		{
+			name: "plain",
+			in:   "4242 (node) S 4200 4242 4242 0 -1 4194560 100 0 0 0 150 50 0 0 20 0 7 0 98765 1000000 2000 18446744073709551615 1 1 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0",
+			want: procStat{ppid: 4200, state: 'S', ticks: 200, starttime: 98765},
+		},
+		{
+			// Passenger names its processes "Passenger NodeApp: /path"; a
+			// name may also hold ") " itself.
+			name: "name with spaces and parentheses",
+			in:   "7 (Passenger (x) S 1) R 1 7 7 0 -1 0 0 0 0 0 3 4 0 0 20 0 1 0 555 0 0 0",
+			want: procStat{ppid: 1, state: 'R', ticks: 7, starttime: 555},
+		},
+		{name: "truncated", in: "7 (node) S 1 7 7", wantErr: true},
+		{name: "no name", in: "7 node S 1", wantErr: true},
+		{name: "bad number", in: "7 (node) S 1 7 7 0 -1 0 0 0 0 0 x 4 0 0 20 0 1 0 555 0 0 0", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseStat(tt.in)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("parseStat err = %v, want error %v", err, tt.wantErr)
+			}
+			if got != tt.want {
+				t.Errorf("parseStat = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestParseVmRSS(t *testing.T) {
+	status := "Name:\tberth\nVmPeak:\t 1000 kB\nVmHWM:\t   20000 kB\nVmRSS:\t   19456 kB\nThreads:\t7\n"
+	if got, want := parseVmRSS(status), int64(19456*1024); got != want {
+		t.Errorf("parseVmRSS = %d, want %d", got, want)
+	}
+	if got := parseVmRSS("Name:\tkthreadd\nState:\tS\n"); got != 0 {
+		t.Errorf("parseVmRSS without VmRSS = %d, want 0", got)
+	}
+}
+
+func TestDescendants(t *testing.T) {
+	tab := procTable{
+		1:  {ppid: 0},
+		10: {ppid: 1},
+		11: {ppid: 10},
+		12: {ppid: 11},
+		20: {ppid: 1},
+		21: {ppid: 20},
+	}
+	got := tab.descendants([]int{10, 99})
+	want := map[int]bool{10: true, 11: true, 12: true}
+	if len(got) != len(want) {
+		t.Fatalf("descendants = %v, want %v", got, want)
+	}
+	for pid := range want {
+		if !got[pid] {
+			t.Errorf("descendants lacks %d: %v", pid, got)
+		}
+	}
+}
+
+func TestParseWrk(t *testing.T) {
+	out := `Running 5s test @ http://127.0.0.1:4000/
+  2 threads and 64 connections
+  Latency Distribution
+     50%    1.20ms
+     99%    4.70ms
+  300000 requests in 5.00s, 30.00MB read
+Requests/sec:  60000.00
+BENCHJSON {"requests":300000,"duration_us":5000000,"bytes":31457280,"connect":0,"read":2,"write":0,"status":5,"timeout":1,"p50_us":1200,"p99_us":4700,"max_us":9000}
+`
+	s, err := parseWrk(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Requests != 300000 || s.DurationUS != 5e6 || s.P50US != 1200 || s.P99US != 4700 || s.Read != 2 || s.Status != 5 || s.Timeout != 1 {
+		t.Errorf("parseWrk = %+v", s)
+	}
+	if _, err := parseWrk("unable to connect to 127.0.0.1:4000 Connection refused"); err == nil {
+		t.Error("parseWrk without a summary: no error")
+	}
+}
+
+func TestMedianAndRatio(t *testing.T) {
+	for _, tt := range []struct {
+		in   []float64
+		want float64
+		ok   bool
+	}{
+		{nil, 0, false},
+		{[]float64{3}, 3, true},
+		{[]float64{5, 1, 3}, 3, true},
+		{[]float64{4, 1, 3, 2}, 2.5, true},
+	} {
+		got, ok := median(tt.in)
+		if ok != tt.ok || math.Abs(got-tt.want) > 1e-9 {
+			t.Errorf("median(%v) = %v, %v; want %v, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+
+	rs := results{}
+	// Round 2's berth failed and round 3 has no nginx: only round 1 and
+	// the valid rounds with both peers count, each against its own round.
+	rs.add("l", "nginx", result{round: 1, requests: 10, rps: 100})
+	rs.add("l", "berth", result{round: 1, requests: 10, rps: 50})
+	rs.add("l", "nginx", result{round: 2, requests: 10, rps: 200})
+	rs.add("l", "berth", result{round: 2, err: errors.New("did not start")})
+	rs.add("l", "berth", result{round: 3, requests: 10, rps: 300})
+	rs.add("l", "static", result{round: 1, requests: 10, status: 10})
+	rps := func(r result) float64 { return r.rps }
+	if got, ok := rs.ratio("l", "berth", "nginx", rps); !ok || got != 0.5 {
+		t.Errorf("ratio berth/nginx = %v, %v; want 0.5, true", got, ok)
+	}
+	if _, ok := rs.ratio("l", "static", "nginx", rps); ok {
+		t.Error("ratio of a peer whose answers were all errors: ok")
+	}
+	if got, ok := medianOf(rs["l"]["berth"], rps); !ok || got != 175 {
+		t.Errorf("medianOf berth = %v, %v; want 175 (rounds 1 and 3), true", got, ok)
+	}
+}
+
+func TestPick(t *testing.T) {
+	names := func(p *peer) string { return p.name }
+	t.Setenv("BENCH_PEERS", "berth, nginx")
+	got, err := pick("BENCH_PEERS", allPeers(), names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].name != "nginx" || got[1].name != "berth" {
+		t.Errorf("pick kept %d peers, want nginx then berth (the table's order)", len(got))
+	}
+	t.Setenv("BENCH_PEERS", "berth,haproxy")
+	if _, err := pick("BENCH_PEERS", allPeers(), names); err == nil {
+		t.Error("pick with an unknown name: no error")
+	}
+}

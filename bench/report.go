@@ -1,0 +1,275 @@
+package main
+
+// report.go: medians over rounds, same-round ratios, and the markdown.
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// results holds every run: load name → peer name → one result per round.
+type results map[string]map[string][]result
+
+func (rs results) add(load, peer string, r result) {
+	if rs[load] == nil {
+		rs[load] = map[string][]result{}
+	}
+	rs[load][peer] = append(rs[load][peer], r)
+}
+
+// inRound returns peer's result of round, if it is valid.
+func (rs results) inRound(load, peer string, round int) (result, bool) {
+	for _, r := range rs[load][peer] {
+		if r.round == round && r.valid() {
+			return r, true
+		}
+	}
+	return result{}, false
+}
+
+// median of vs; NaN-free callers only. ok is false for an empty slice.
+func median(vs []float64) (float64, bool) {
+	if len(vs) == 0 {
+		return 0, false
+	}
+	s := slices.Clone(vs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2], true
+	}
+	return (s[n/2-1] + s[n/2]) / 2, true
+}
+
+// medianOf is the median of f over the valid runs.
+func medianOf(runs []result, f func(result) float64) (float64, bool) {
+	var vs []float64
+	for _, r := range runs {
+		if r.valid() {
+			vs = append(vs, f(r))
+		}
+	}
+	return median(vs)
+}
+
+// ratio is the median over rounds of f(peer)/f(base) within each round.
+func (rs results) ratio(load, peer, base string, f func(result) float64) (float64, bool) {
+	var vs []float64
+	for _, r := range rs[load][peer] {
+		if !r.valid() {
+			continue
+		}
+		b, ok := rs.inRound(load, base, r.round)
+		if !ok || f(b) == 0 {
+			continue
+		}
+		vs = append(vs, f(r)/f(b))
+	}
+	return median(vs)
+}
+
+// line is one run's progress line on stderr.
+func (r result) line(l *load) string {
+	switch {
+	case r.err != nil:
+		return "error: " + r.err.Error()
+	case !r.valid():
+		return fmt.Sprintf("n/a: %.0f of %.0f answers not 2xx/3xx; logs: %s", r.status, r.requests, r.logs)
+	case l.kind == downloadLoad:
+		return fmt.Sprintf("%.1f MiB in %.2fs, front end peak RSS %s", r.bytes/(1<<20), r.seconds, mib(r.frontRSS))
+	}
+	s := fmt.Sprintf("%s req/s  p50 %s  p99 %s  errors %.0f  front %.1f µs/req  app %.1f µs/req  front RSS %s",
+		rate(r.rps), lat(r.p50), lat(r.p99), r.errors, r.frontCPU, r.appCPU, mib(r.frontRSS))
+	if r.logs != "" {
+		s += "\n    logs: " + r.logs
+	}
+	return s
+}
+
+func (h *harness) report(m machine, rs results) string {
+	var b strings.Builder
+	w := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	w("# berth benchmark results\n\n")
+	w("Written by `make bench` (see [README.md](README.md) for what each column means).\n")
+	w("These are **same-run ratios on a shared, noisy machine**: wrk, the front ends and the app\n")
+	w("processes all run on the same %s cores, other work may run beside them, and each peer is\n", m.cpus)
+	w("started fresh for every run. Compare peers through the ratios (each the median over rounds of\n")
+	w("the ratio measured within one round), not absolute numbers across runs or machines.\n\n")
+
+	w("- date: %s\n", m.date)
+	w("- machine: `nproc` %s, %s, kernel %s, load average at start %s\n", m.cpus, m.cpu, m.kernel, m.load)
+	var vs []string
+	for _, v := range m.versions {
+		vs = append(vs, fmt.Sprintf("%s %s", v[0], v[1]))
+	}
+	w("- versions: %s\n", strings.Join(vs, "; "))
+	w("- berth commit: %s\n", m.commit)
+	w("- runs: %d interleaved rounds; each run %s after a %s warm-up; wrk with 2 threads (1 for 1 connection), `--latency`; %d app processes per peer (1 for direct)\n",
+		h.rounds, h.duration, h.warmup, appProcs)
+	w("\nPeers:\n\n")
+	for _, p := range h.peers {
+		w("- **%s**: %s\n", p.name, p.about)
+	}
+	for _, s := range h.skipped {
+		w("- skipped %s\n", s)
+	}
+
+	for _, l := range h.loads {
+		w("\n## %s\n\n", l.title)
+		if l.kind == downloadLoad {
+			h.downloadTable(w, rs, l)
+		} else {
+			h.wrkTable(w, rs, l)
+		}
+		if l.note != "" {
+			w("\n%s\n", l.note)
+		}
+		h.failures(w, rs, l)
+	}
+	return b.String()
+}
+
+func (h *harness) wrkTable(w func(string, ...any), rs results, l *load) {
+	w("| peer | req/s | × nginx | × cluster | p50 | p99 | errors | front µs/req | × nginx | app µs/req | × nginx | front peak RSS |\n")
+	w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	rps := func(r result) float64 { return r.rps }
+	front := func(r result) float64 { return r.frontCPU }
+	app := func(r result) float64 { return r.appCPU }
+	for _, p := range h.peers {
+		runs := rs[l.name][p.name]
+		v, ok := medianOf(runs, rps)
+		if !ok {
+			w("| %s | n/a | | | | | | | | | | |\n", p.name)
+			continue
+		}
+		var errs float64
+		for _, r := range runs {
+			if r.valid() {
+				errs += r.errors
+			}
+		}
+		cells := []string{p.name, rate(v),
+			ratioCell(rs.ratio(l.name, p.name, "nginx", rps)),
+			ratioCell(rs.ratio(l.name, p.name, "cluster", rps)),
+			latCell(medianOf(runs, func(r result) float64 { return r.p50 })),
+			latCell(medianOf(runs, func(r result) float64 { return r.p99 })),
+			fmt.Sprintf("%.0f", errs),
+		}
+		if p.front {
+			cells = append(cells,
+				cpuCell(medianOf(runs, front)),
+				ratioCell(rs.ratio(l.name, p.name, "nginx", front)),
+			)
+		} else {
+			cells = append(cells, "–", "–")
+		}
+		cells = append(cells,
+			cpuCell(medianOf(runs, app)),
+			ratioCell(rs.ratio(l.name, p.name, "nginx", app)),
+		)
+		if p.front {
+			cells = append(cells, mibCell(medianOf(runs, func(r result) float64 { return float64(r.frontRSS) })))
+		} else {
+			cells = append(cells, "–")
+		}
+		w("| %s |\n", strings.Join(cells, " | "))
+	}
+}
+
+func (h *harness) downloadTable(w func(string, ...any), rs results, l *load) {
+	w("| peer | front peak RSS | front RSS before | time | MiB/s |\n")
+	w("|---|---:|---:|---:|---:|\n")
+	for _, p := range h.peers {
+		runs := rs[l.name][p.name]
+		secs, ok := medianOf(runs, func(r result) float64 { return r.seconds })
+		if !ok {
+			w("| %s | n/a | | | |\n", p.name)
+			continue
+		}
+		peak, base := "–", "–"
+		if p.front {
+			peak = mibCell(medianOf(runs, func(r result) float64 { return float64(r.frontRSS) }))
+			base = mibCell(medianOf(runs, func(r result) float64 { return float64(r.baseRSS) }))
+		}
+		speed, _ := medianOf(runs, func(r result) float64 { return r.bytes / (1 << 20) / r.seconds })
+		w("| %s | %s | %s | %.2f s | %.0f |\n", p.name, peak, base, secs, speed)
+	}
+}
+
+// failures lists, under a table, the runs that measured nothing.
+func (h *harness) failures(w func(string, ...any), rs results, l *load) {
+	first := true
+	for _, p := range h.peers {
+		for _, r := range rs[l.name][p.name] {
+			if r.valid() {
+				continue
+			}
+			if first {
+				w("\n")
+				first = false
+			}
+			if r.err != nil {
+				w("- %s, round %d: %s\n", p.name, r.round, oneLine(r.err.Error(), 300))
+			} else {
+				w("- %s, round %d: n/a, %.0f of %.0f answers were not 2xx/3xx\n", p.name, r.round, r.status, r.requests)
+			}
+		}
+	}
+}
+
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		s = s[:n] + "…"
+	}
+	return s
+}
+
+func rate(v float64) string {
+	if v >= 1000 {
+		return fmt.Sprintf("%.1fk", v/1000)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+// lat formats a latency in microseconds.
+func lat(us float64) string {
+	switch {
+	case us < 1000:
+		return fmt.Sprintf("%.0f µs", us)
+	case us < 100_000:
+		return fmt.Sprintf("%.2f ms", us/1000)
+	}
+	return fmt.Sprintf("%.0f ms", us/1000)
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+func ratioCell(v float64, ok bool) string {
+	if !ok {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+func latCell(v float64, ok bool) string {
+	if !ok {
+		return "–"
+	}
+	return lat(v)
+}
+
+func cpuCell(v float64, ok bool) string {
+	if !ok {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f", v)
+}
+
+func mibCell(v float64, ok bool) string {
+	if !ok {
+		return "–"
+	}
+	return mib(int64(v))
+}
