@@ -116,11 +116,18 @@ func describeMachine(ctx context.Context, h *harness) machine {
 	if p := h.tools["passenger"]; p != "" {
 		m.versions = append(m.versions, [2]string{"Passenger", strings.TrimPrefix(cmdOut(ctx, p, "--version"), "Phusion Passenger(R) ")})
 	}
-	m.commit = cmdOut(ctx, "git", "rev-parse", "--short", "HEAD")
+	// The commit that last changed berth itself (anything outside bench/),
+	// and HEAD when that differs.
+	m.commit = cmdOut(ctx, "git", "log", "-1", "--format=%h", "--", ".", ":(exclude)bench")
 	if m.commit == "" {
 		m.commit = "unknown (not a git checkout)"
-	} else if cmdOut(ctx, "git", "status", "--porcelain", "--untracked-files=no") != "" {
-		m.commit += " (with uncommitted changes)"
+	} else {
+		if head := cmdOut(ctx, "git", "rev-parse", "--short", "HEAD"); head != m.commit {
+			m.commit += " (HEAD " + head + ")"
+		}
+		if cmdOut(ctx, "git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench") != "" {
+			m.commit += " with uncommitted changes"
+		}
 	}
 	return m
 }
