@@ -197,23 +197,34 @@ func (h *harness) downloadTable(w func(string, ...any), rs results, l *load) {
 	}
 }
 
-// failures lists, under a table, the runs that measured nothing.
+// failures lists, under a table, the runs that measured nothing: one line
+// per peer and reason, with the rounds it happened in.
 func (h *harness) failures(w func(string, ...any), rs results, l *load) {
 	first := true
 	for _, p := range h.peers {
+		var reasons []string
+		rounds := map[string][]string{}
 		for _, r := range rs[l.name][p.name] {
 			if r.valid() {
 				continue
 			}
+			why := fmt.Sprintf("%.0f of %.0f answers were not 2xx/3xx", r.status, r.requests)
+			if r.err != nil {
+				why = oneLine(r.err.Error(), 300)
+			} else if r.status == r.requests {
+				why = "no answer was 2xx/3xx"
+			}
+			if rounds[why] == nil {
+				reasons = append(reasons, why)
+			}
+			rounds[why] = append(rounds[why], fmt.Sprint(r.round))
+		}
+		for _, why := range reasons {
 			if first {
 				w("\n")
 				first = false
 			}
-			if r.err != nil {
-				w("- %s, round %d: %s\n", p.name, r.round, oneLine(r.err.Error(), 300))
-			} else {
-				w("- %s, round %d: n/a, %.0f of %.0f answers were not 2xx/3xx\n", p.name, r.round, r.status, r.requests)
-			}
+			w("- %s (round %s): %s\n", p.name, strings.Join(rounds[why], ", "), why)
 		}
 	}
 }
