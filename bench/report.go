@@ -55,13 +55,22 @@ func medianOf(runs []result, f func(result) float64) (float64, bool) {
 
 // ratio is the median over rounds of f(peer)/f(base) within each round.
 func (rs results) ratio(load, peer, base string, f func(result) float64) (float64, bool) {
+	return rs.ratioAbove(load, peer, base, f, 0)
+}
+
+// minCPU is the smallest CPU per request (µs) a ratio is taken against: a
+// cache hit costs the app nothing, and a ratio against nothing means nothing.
+const minCPU = 1.0
+
+// ratioAbove is ratio, counting only rounds where f(base) > floor.
+func (rs results) ratioAbove(load, peer, base string, f func(result) float64, floor float64) (float64, bool) {
 	var vs []float64
 	for _, r := range rs[load][peer] {
 		if !r.valid() {
 			continue
 		}
 		b, ok := rs.inRound(load, base, r.round)
-		if !ok || f(b) == 0 {
+		if !ok || f(b) <= floor {
 			continue
 		}
 		vs = append(vs, f(r)/f(b))
@@ -159,14 +168,14 @@ func (h *harness) wrkTable(w func(string, ...any), rs results, l *load) {
 		if p.front {
 			cells = append(cells,
 				cpuCell(medianOf(runs, front)),
-				ratioCell(rs.ratio(l.name, p.name, "nginx", front)),
+				ratioCell(rs.ratioAbove(l.name, p.name, "nginx", front, minCPU)),
 			)
 		} else {
 			cells = append(cells, "–", "–")
 		}
 		cells = append(cells,
 			cpuCell(medianOf(runs, app)),
-			ratioCell(rs.ratio(l.name, p.name, "nginx", app)),
+			ratioCell(rs.ratioAbove(l.name, p.name, "nginx", app, minCPU)),
 		)
 		if p.front {
 			cells = append(cells, mibCell(medianOf(runs, func(r result) float64 { return float64(r.frontRSS) })))
