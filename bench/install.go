@@ -116,16 +116,17 @@ func describeMachine(ctx context.Context, h *harness) machine {
 	if p := h.tools["passenger"]; p != "" {
 		m.versions = append(m.versions, [2]string{"Passenger", strings.TrimPrefix(cmdOut(ctx, p, "--version"), "Phusion Passenger(R) ")})
 	}
-	// The commit that last changed berth itself (anything outside bench/),
-	// and HEAD when that differs.
-	m.commit = cmdOut(ctx, "git", "log", "-1", "--format=%h", "--", ".", ":(exclude)bench")
+	// The commit that last changed berth itself (anything but bench/, the
+	// Makefile and documentation), and HEAD when that differs.
+	code := []string{"--", ".", ":(exclude)bench", ":(exclude)Makefile", ":(exclude,glob)**/*.md"}
+	m.commit = cmdOut(ctx, "git", append([]string{"log", "-1", "--format=%h"}, code...)...)
 	if m.commit == "" {
 		m.commit = "unknown (not a git checkout)"
 	} else {
 		if head := cmdOut(ctx, "git", "rev-parse", "--short", "HEAD"); head != m.commit {
 			m.commit += " (HEAD " + head + ")"
 		}
-		if cmdOut(ctx, "git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench") != "" {
+		if cmdOut(ctx, "git", append([]string{"status", "--porcelain", "--untracked-files=no"}, code...)...) != "" {
 			m.commit += " with uncommitted changes"
 		}
 	}
