@@ -44,17 +44,18 @@ type harness struct {
 func main() {
 	berth := flag.String("berth", "bin/berth", "the berth binary to measure")
 	out := flag.String("out", "bench/RESULTS.md", "where to write the report (also printed to stdout); empty for stdout only")
+	commit := flag.String("commit", "", "the commit -berth was built from, for the report (default: this checkout's)")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *berth, *out); err != nil {
+	if err := run(ctx, *berth, *out, *commit); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, berth, out string) error {
+func run(ctx context.Context, berth, out, commit string) error {
 	h := &harness{tools: map[string]string{}}
 	if err := h.configure(berth); err != nil {
 		return err
@@ -80,6 +81,9 @@ func run(ctx context.Context, berth, out string) error {
 	}
 
 	env := describeMachine(ctx, h)
+	if commit != "" {
+		env.commit = commit + " (given with -commit)"
+	}
 	res := results{}
 	total := h.rounds * len(h.loads) * len(h.peers)
 	n := 0
