@@ -8,9 +8,15 @@ import (
 	"time"
 )
 
+// ProcessUsage is the resident memory and CPU time of process pid alone
+// (berth itself, say).
+func ProcessUsage(pid int) (Usage, error) { return procUsage(pid, false) }
+
 // treeUsage sums the resident memory and CPU time of process root, the
 // members of its process group and all their descendants, from /proc.
-func treeUsage(root int) (Usage, error) {
+func treeUsage(root int) (Usage, error) { return procUsage(root, true) }
+
+func procUsage(root int, tree bool) (Usage, error) {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return Usage{}, fmt.Errorf("process tree of pid %d: %w", root, err)
@@ -48,13 +54,16 @@ func treeUsage(root int) (Usage, error) {
 	if _, ok := procs[root]; !ok {
 		return Usage{}, fmt.Errorf("process %d is gone", root)
 	}
-	in := map[int]bool{}
+	in := map[int]bool{root: true}
 	for pid, p := range procs {
+		if !tree {
+			break
+		}
 		if pid == root || p.pgrp == root {
 			in[pid] = true
 		}
 	}
-	for grew := true; grew; { // descendants that left the group
+	for grew := tree; grew; { // descendants that left the group
 		grew = false
 		for pid, p := range procs {
 			if !in[pid] && in[p.ppid] {

@@ -48,6 +48,10 @@ type serveConfig struct {
 	CPUQuota    string
 	TasksMax    uint64
 	NoSandbox   bool
+	// Worker health (issue 10).
+	FriendlyErrorPages bool
+	MaxRequests        uint64
+	MemoryLimit        string
 }
 
 // configFile is the optional per-app settings file in the app directory.
@@ -106,6 +110,9 @@ func serveCommand(c *serveConfig) *command {
 	fs.StringVar(&c.CPUQuota, "cpu-quota", "", "systemd back end: CPU cap per worker as a percentage of one CPU, e.g. 50% or 200% (CPUQuota=)")
 	fs.Uint64Var(&c.TasksMax, "tasks-max", 0, "systemd back end: most processes and threads per worker (TasksMax=; default systemd's)")
 	fs.BoolVar(&c.NoSandbox, "no-sandbox", false, "systemd back end: run workers without systemd sandboxing (ProtectSystem=, PrivateTmp=, …)")
+	fs.BoolVar(&c.FriendlyErrorPages, "friendly-error-pages", false, "show visitors why the app is unavailable, with its output (start errors, stack traces); for development only")
+	fs.Uint64Var(&c.MaxRequests, "max-requests", 0, "replace a worker after about this many requests (each worker's limit is up to a tenth lower, so they do not recycle together; 0: never)")
+	fs.StringVar(&c.MemoryLimit, "memory-limit", "", "replace a worker using more memory than this, bytes or with K, M, G suffix (a new worker is ready first)")
 	return cmd
 }
 
@@ -387,6 +394,9 @@ func (c *serveConfig) validate(set map[string]bool) error {
 	case "auto", "exec", "systemd":
 	default:
 		return fmt.Errorf("--spawner %q: want exec, systemd or auto", c.Spawner)
+	}
+	if _, err := parseBytes(c.MemoryLimit); err != nil {
+		return fmt.Errorf("--memory-limit: %w", err)
 	}
 	if c.PortEnv && c.AppType != "generic" {
 		return errors.New("--port-env is for generic apps: add --app-type generic --command '…'")
