@@ -150,7 +150,7 @@ func TestExecStartsAWorkerOnItsSocket(t *testing.T) {
 
 func TestExecSpawnTimeoutQuotesOutput(t *testing.T) {
 	e := newTestExec(t, io.Discard)
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second) // time to print, on a busy machine
 	defer cancel()
 	_, err := e.Start(ctx, spec("silent"))
 	if !errors.Is(err, ErrSpawnTimeout) || !strings.Contains(err.Error(), "warming up the flux capacitor") || !strings.Contains(err.Error(), "worker w1 of t") {

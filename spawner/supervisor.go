@@ -18,7 +18,8 @@ type SupervisorConfig struct {
 	Backend Backend
 	// Spec returns the spec of the worker with the given name ("w1", ...).
 	Spec func(name string) Spec
-	// Workers is how many workers to keep running.
+	// Workers is how many workers to keep running at first (0 or more;
+	// see Scale).
 	Workers int
 	// SpawnTimeout bounds a worker's start. If zero, DefaultSpawnTimeout.
 	SpawnTimeout time.Duration
@@ -205,8 +206,8 @@ func NewSupervisor(cfg SupervisorConfig) (*Supervisor, error) {
 	if cfg.Backend == nil || cfg.Spec == nil {
 		return nil, errors.New("spawner: supervisor needs a Backend and a Spec")
 	}
-	if cfg.Workers < 1 {
-		return nil, fmt.Errorf("spawner: want at least 1 worker, not %d", cfg.Workers)
+	if cfg.Workers < 0 {
+		return nil, fmt.Errorf("spawner: want 0 workers or more, not %d", cfg.Workers)
 	}
 	if cfg.MaxRequests > 0 && cfg.Served == nil {
 		return nil, errors.New("spawner: MaxRequests needs Served")
@@ -350,11 +351,11 @@ func (s *Supervisor) Run(ctx context.Context, stopCtx func() context.Context) {
 	}
 }
 
-// Scale sets how many workers to keep (at least 1). Workers are added by
+// Scale sets how many workers to keep (0 or more). Workers are added by
 // starting new ones and removed newest first, each draining gracefully.
 func (s *Supervisor) Scale(ctx context.Context, n int) error {
-	if n < 1 {
-		return fmt.Errorf("spawner: want at least 1 worker, not %d", n)
+	if n < 0 {
+		return fmt.Errorf("spawner: want 0 workers or more, not %d", n)
 	}
 	select {
 	case s.scaleReq <- n:

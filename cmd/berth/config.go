@@ -52,6 +52,7 @@ type serveConfig struct {
 	FriendlyErrorPages bool
 	MaxRequests        uint64
 	MemoryLimit        string
+	ExitIdleTime       time.Duration
 }
 
 // configFile is the optional per-app settings file in the app directory.
@@ -86,7 +87,7 @@ func serveCommand(c *serveConfig) *command {
 	fs.IntVar(&c.Port, "port", 3000, "TCP port to listen on when no --listen is given and no socket is inherited")
 	fs.Var(&c.Listen, "listen", "address to listen on: host:port, :port, [::]:port or unix:/path (repeatable; default :PORT)")
 	fs.IntVar(&c.Workers, "workers", 0, "number of workers (sets both --min-workers and --max-workers; default: CPU count, at least 2)")
-	fs.IntVar(&c.MinWorkers, "min-workers", 0, "workers kept running at all times")
+	fs.IntVar(&c.MinWorkers, "min-workers", 0, "workers kept running at all times (0 given explicitly: none while no request comes; the first request starts one)")
 	fs.IntVar(&c.MaxWorkers, "max-workers", 0, "most workers run under load")
 	fs.StringVar(&c.StartupFile, "startup-file", "", "Node entry point relative to the app dir (default: package.json main, app.js, index.js, server.js)")
 	fs.DurationVar(&c.SpawnTimeout, "spawn-timeout", 60*time.Second, "how long a worker may take to listen")
@@ -113,6 +114,7 @@ func serveCommand(c *serveConfig) *command {
 	fs.BoolVar(&c.FriendlyErrorPages, "friendly-error-pages", false, "show visitors why the app is unavailable, with its output (start errors, stack traces); for development only")
 	fs.Uint64Var(&c.MaxRequests, "max-requests", 0, "replace a worker after about this many requests (each worker's limit is up to a tenth lower, so they do not recycle together; 0: never)")
 	fs.StringVar(&c.MemoryLimit, "memory-limit", "", "replace a worker using more memory than this, bytes or with K, M, G suffix (a new worker is ready first)")
+	fs.DurationVar(&c.ExitIdleTime, "exit-idle-time", 0, "under socket activation, exit after this long without a request (systemd starts berth again on the next connection; 0: never)")
 	return cmd
 }
 
@@ -138,6 +140,7 @@ func parseServe(args []string, helpOut io.Writer) (*serveConfig, error) {
 	if err := applyFile(cmd.FlagSet, filepath.Join(c.AppDir, configFile), set); err != nil {
 		return nil, err
 	}
+	cmd.FlagSet.Visit(func(f *flag.Flag) { set[f.Name] = true }) // and those the file set
 	return c, c.validate(set)
 }
 
@@ -204,7 +207,7 @@ func applyFile(fs *flag.FlagSet, path string, set map[string]bool) error {
 			return fmt.Errorf("%s: key %q: %w", path, key, err)
 		}
 		for _, v := range vals {
-			if err := f.Value.Set(v); err != nil {
+			if err := fs.Set(name, v); err != nil {
 				return fmt.Errorf("%s: key %q: bad value %q: %w", path, key, v, err)
 			}
 		}
@@ -360,11 +363,13 @@ func (c *serveConfig) validate(set map[string]bool) error {
 			c.MaxWorkers = c.Workers
 		}
 	}
-	if c.MinWorkers == 0 && c.MaxWorkers == 0 {
+	// --min-workers 0 asked for: no worker while no request comes.
+	idleToZero := set["min-workers"] && c.MinWorkers == 0 && c.Workers == 0
+	if c.MinWorkers == 0 && c.MaxWorkers == 0 && !idleToZero {
 		c.MinWorkers = max(2, runtime.NumCPU())
 		c.MaxWorkers = c.MinWorkers
 	}
-	if c.MinWorkers == 0 {
+	if c.MinWorkers == 0 && !idleToZero {
 		c.MinWorkers = 1
 	}
 	if c.MaxWorkers == 0 {

@@ -566,8 +566,9 @@ func (b *sdBox) testScaling(t *testing.T) {
 	}
 }
 
-// testFailingApp serves an app that exits at once: berth's status and its
-// 503 answer quote the app's last output, taken from the worker's journal.
+// testFailingApp serves an app that exits at once: berth's log and status
+// quote the app's last output, taken from the worker's journal; its 503
+// answer says the app fails to start and shows visitors no output.
 func (b *sdBox) testFailingApp(t *testing.T) {
 	const app, dir = "crash", "/srv/crash"
 	crash := "console.error('sdtest boom: DATABASE_URL is not set');\nprocess.exit(3);\n"
@@ -582,14 +583,14 @@ func (b *sdBox) testFailingApp(t *testing.T) {
 	c := &http.Client{Timeout: 60 * time.Second}
 	code, body := get(t, c, fmt.Sprintf("http://127.0.0.1:%d/", port))
 	t.Logf("failing app answered %d: %s", code, body)
-	if code != http.StatusServiceUnavailable || !strings.Contains(body, "exited with status 3") {
-		t.Errorf("failing app answered %d %q; want 503 saying it exited with status 3", code, body)
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "fails to start") || strings.Contains(body, "DATABASE_URL") {
+		t.Errorf("failing app answered %d %q; want 503 saying it fails to start, without the app's output", code, body)
 	}
 	waitUntil(t, 10*time.Second, "the app's output in berth's status", func() bool {
 		return strings.Contains(b.show(t, app+".service", "StatusText"), "failing")
 	})
 	journal := b.m.MustRun(t, "journalctl", "--no-pager", "-o", "cat", "-u", app+".service")
-	if !strings.Contains(journal, "sdtest boom: DATABASE_URL is not set") {
+	if !strings.Contains(journal, "sdtest boom: DATABASE_URL is not set") || !strings.Contains(journal, "exited with status 3") {
 		t.Errorf("berth's error does not quote the app's output:\n%s", journal)
 	}
 }
