@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"berth/spawner"
 )
 
 // loadURL sends requests to url from clients goroutines, each pausing pause
@@ -275,5 +278,53 @@ func TestBrokenDeployKeepsOldWorkers(t *testing.T) {
 		if p := getEcho(t, nil, b.URL+"/").Pid; old[p] {
 			t.Fatalf("old worker %d still answers after touching tmp/restart.txt", p)
 		}
+	}
+}
+
+// TestMinWorkersZero: with --min-workers 0 no worker runs until a request
+// comes; that request waits in the queue for the worker it started, and
+// the worker goes again after --idle-timeout.
+func TestMinWorkersZero(t *testing.T) {
+	b := startBerth(t, "testdata/echo", "--min-workers", "0", "--max-workers", "2", "--idle-timeout", "1s")
+	if st := statusOf(t, b); st.Wanted != 0 || len(st.Workers) != 0 || len(st.Starting) != 0 {
+		t.Fatalf("status before any request: %+v; want no worker", st)
+	}
+	if r := getEcho(t, nil, b.URL+"/"); r.Pid == 0 {
+		t.Fatal("no answer")
+	}
+	b.WaitFor(`msg="scaling workers" .*from=1 to=0`, 10*time.Second)
+	if r := getEcho(t, nil, b.URL+"/"); r.Pid == 0 {
+		t.Fatal("no answer after scaling to zero")
+	}
+}
+
+// TestExitIdleTime: under socket activation, --exit-idle-time makes berth
+// exit (status 0) once no request came for that long.
+func TestExitIdleTime(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	f, err := l.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	defer f.Close()
+	cmd := exec.Command(berthBin, spawner.TrampolineArg, berthBin, "serve", "testdata/echo", "--min-workers", "0", "--max-workers", "1", "--exit-idle-time", "2s")
+	cmd.ExtraFiles = []*os.File{f}
+	cmd.Env = append(os.Environ(), "LISTEN_FDS=1", "LISTEN_FDNAMES=http")
+	b := startBerthCmd(t, cmd)
+	start := time.Now()
+	for time.Since(start) < 3*time.Second { // requests keep it alive
+		getEcho(t, nil, "http://"+addr+"/")
+		time.Sleep(200 * time.Millisecond)
+	}
+	if code := b.Wait(10 * time.Second); code != 0 {
+		t.Fatalf("berth exited with %d, want 0", code)
+	}
+	if !strings.Contains(b.Output(), `msg="exiting: no request came"`) || time.Since(start) < 4*time.Second {
+		t.Fatalf("berth exited after %s:\n%s", time.Since(start), b.Output())
 	}
 }
