@@ -51,8 +51,7 @@ type SupervisorConfig struct {
 	// OnGone is called when a worker stops taking requests: it exited, or
 	// is about to be stopped. Called once per worker passed to OnReady.
 	OnGone func(Worker)
-	// OnChange is called whenever the Status changes. Its Status carries
-	// no Usage (Status does).
+	// OnChange is called whenever the Status changes.
 	OnChange func(Status)
 	// Log receives the supervisor's messages. If nil, nothing is logged.
 	Log *slog.Logger
@@ -98,8 +97,8 @@ type WorkerStatus struct {
 	// LastRecycle says why the last one was ("" if none was).
 	Recycles    int
 	LastRecycle string
-	// Usage is what the worker uses; zero in the Status passed to
-	// OnChange, and when it could not be measured.
+	// Usage is what the worker uses: only in StatusWithUsage, and zero
+	// when it could not be measured.
 	Usage Usage
 }
 
@@ -253,9 +252,16 @@ func (s *Supervisor) newSlotLocked() *slot {
 	return &slot{name: fmt.Sprintf("w%d", s.named), replace: make(chan chan error), done: make(chan struct{})}
 }
 
-// Status returns a snapshot of the workers, with each ready worker's
-// Usage measured now.
+// Status returns a snapshot of the workers (without Usage: it is cheap).
 func (s *Supervisor) Status() Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.statusLocked()
+}
+
+// StatusWithUsage is Status with each ready worker's Usage measured now
+// (a D-Bus call or a scan of /proc per worker; ctx bounds them).
+func (s *Supervisor) StatusWithUsage(ctx context.Context) Status {
 	s.mu.Lock()
 	st := s.statusLocked()
 	workers := map[string]Worker{}
@@ -265,8 +271,6 @@ func (s *Supervisor) Status() Status {
 		}
 	}
 	s.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
 	for i := range st.Workers {
 		if w := workers[st.Workers[i].Name]; w != nil {
 			st.Workers[i].Usage, _ = w.Usage(ctx)
