@@ -38,7 +38,10 @@ type Config struct {
 	// worker. Zero means no limit (systemd's default for TasksMax).
 	MemoryMax uint64
 	CPUQuota  int
-	TasksMax  uint64
+	// MemoryHigh is each worker's MemoryHigh= (see units.Worker). Zero
+	// means none.
+	MemoryHigh uint64
+	TasksMax   uint64
 	// NoSandbox turns off the workers' sandboxing (see units.Sandbox).
 	NoSandbox bool
 	// TailLines is how many lines of a worker's journal an error quotes.

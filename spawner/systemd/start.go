@@ -154,7 +154,7 @@ func (b *Backend) create(ctx context.Context, sl *slot, spec spawner.Spec) error
 		Argv: argv, Dir: spec.Dir, Env: env,
 		User: sl.user, Group: sl.group,
 		Socket: sl.sockPath, SocketUser: b.sockUser,
-		MemoryMax: b.cfg.MemoryMax, CPUQuota: b.cfg.CPUQuota, TasksMax: b.cfg.TasksMax,
+		MemoryMax: b.cfg.MemoryMax, MemoryHigh: b.cfg.MemoryHigh, CPUQuota: b.cfg.CPUQuota, TasksMax: b.cfg.TasksMax,
 		StopTimeout: spec.StopTimeout, NoSandbox: b.cfg.NoSandbox,
 	}
 	tu, err := units.TransientUnits(uw)
