@@ -112,7 +112,8 @@ type StartingStatus struct {
 	// called listen() yet", "has not reported READY=1 nor answered on its
 	// socket yet".
 	Waiting string
-	// Output is the app's last output lines (for operators only).
+	// Output is the app's last output lines (for operators only); only in
+	// StatusWithUsage.
 	Output []string
 }
 
@@ -260,17 +261,26 @@ func (s *Supervisor) Status() Status {
 }
 
 // StatusWithUsage is Status with each ready worker's Usage measured now
-// (a D-Bus call or a scan of /proc per worker; ctx bounds them).
+// (a D-Bus call or a scan of /proc per worker) and each starting worker's
+// last Output (under systemd, from the journal); ctx bounds them.
 func (s *Supervisor) StatusWithUsage(ctx context.Context) Status {
 	s.mu.Lock()
 	st := s.statusLocked()
 	workers := map[string]Worker{}
+	outputs := map[string]func() []string{}
 	for _, sl := range s.slots {
 		if sl.worker != nil {
 			workers[sl.name] = sl.worker
+		} else if sl.starting != nil && sl.starting.output != nil {
+			outputs[sl.name] = sl.starting.output
 		}
 	}
 	s.mu.Unlock()
+	for i := range st.Starting {
+		if out := outputs[st.Starting[i].Name]; out != nil {
+			st.Starting[i].Output = out()
+		}
+	}
 	for i := range st.Workers {
 		if w := workers[st.Workers[i].Name]; w != nil {
 			st.Workers[i].Usage, _ = w.Usage(ctx)
@@ -288,11 +298,7 @@ func (s *Supervisor) statusLocked() Status {
 				Restarts: sl.restarts, Recycles: sl.recycles, LastRecycle: sl.lastRecycle})
 		}
 		if sp := sl.starting; sp != nil && sl.worker == nil {
-			ss := StartingStatus{Name: sl.name, Pid: sp.pid, Since: sp.since, Waiting: sp.waiting()}
-			if sp.output != nil {
-				ss.Output = sp.output()
-			}
-			st.Starting = append(st.Starting, ss)
+			st.Starting = append(st.Starting, StartingStatus{Name: sl.name, Pid: sp.pid, Since: sp.since, Waiting: sp.waiting()})
 		}
 	}
 	return st

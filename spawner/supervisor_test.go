@@ -248,7 +248,7 @@ func TestSupervisorExplainsSlowStart(t *testing.T) {
 		s, _, _ := newTestSupervisor(t, b, 1, func(c *SupervisorConfig) { c.Log = log })
 		time.Sleep(12 * time.Second)
 		synctest.Wait()
-		st := s.Status()
+		st := s.StatusWithUsage(context.Background())
 		if len(st.Starting) != 1 || st.Starting[0].Pid != 1000 || st.Starting[0].Waiting != "has not called listen() yet" {
 			t.Fatalf("starting workers %+v", st.Starting)
 		}
