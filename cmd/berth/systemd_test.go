@@ -71,6 +71,7 @@ func TestSystemd(t *testing.T) {
 	t.Run("root-owned app needs --user", box.testRootOwned)
 	t.Run("failing app's output reaches status and answers", box.testFailingApp)
 	t.Run("generic app reports by sd_notify or is probed", box.testGenericApp)
+	t.Run("min-workers 0 and exit-idle-time", box.testIdle)
 }
 
 // bootBox boots the container and installs berth, the app and its units.
@@ -654,5 +655,40 @@ func (b *sdBox) testRootOwned(t *testing.T) {
 	journal := b.m.MustRun(t, "journalctl", "--no-pager", "-o", "cat", "-u", "rootapp.service")
 	if !strings.Contains(journal, "owned by root, and workers do not run as root unless asked") {
 		t.Errorf("berth did not refuse root workers for a root-owned app:\n%s", journal)
+	}
+}
+
+// testIdle serves an app with --min-workers 0 and --exit-idle-time: no
+// worker until the first request (which waits for the one it starts),
+// berth exits once idle with no worker unit left, and the socket starts it
+// again on the next connection.
+func (b *sdBox) testIdle(t *testing.T) {
+	const app = "idle"
+	port := testenv.FreePort(t)
+	b.installApp(t, app, port, "--min-workers 0 --max-workers 1 --idle-timeout 1s --exit-idle-time 3s")
+	b.m.MustRun(t, "systemctl", "start", app+".socket")
+	defer b.m.Run(context.Background(), "systemctl", "stop", app+".socket", app+".service")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	svc, w1 := app+".service", units.WorkerService(app, "w1")
+	for round := 1; round <= 2; round++ {
+		if st := b.show(t, svc, "ActiveState"); st != "inactive" {
+			t.Fatalf("round %d: %s is %s before the request; want inactive", round, svc, st)
+		}
+		if code, body := get(t, c, url); code != http.StatusOK || !strings.HasPrefix(body, "pid ") {
+			t.Fatalf("round %d: first request answered %d %q", round, code, body)
+		}
+		waitUntil(t, 30*time.Second, "berth exits once idle", func() bool {
+			return b.show(t, svc, "ActiveState") == "inactive"
+		})
+		if r := b.show(t, svc, "Result"); r != "success" {
+			t.Errorf("round %d: berth ended with result %s, want success", round, r)
+		}
+		if st := b.show(t, w1, "ActiveState"); st == "active" {
+			t.Errorf("round %d: %s still active after berth exited", round, w1)
+		}
+		if st := b.show(t, app+".socket", "ActiveState"); st != "active" && st != "listening" {
+			t.Fatalf("round %d: %s.socket is %s: the next connection would not start berth", round, app, st)
+		}
 	}
 }
