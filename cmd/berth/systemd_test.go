@@ -72,6 +72,7 @@ func TestSystemd(t *testing.T) {
 	t.Run("failing app's output reaches status and answers", box.testFailingApp)
 	t.Run("generic app reports by sd_notify or is probed", box.testGenericApp)
 	t.Run("min-workers 0 and exit-idle-time", box.testIdle)
+	t.Run("reload of a broken release fails and the app keeps serving", box.testBrokenReload)
 }
 
 // bootBox boots the container and installs berth, the app and its units.
@@ -690,5 +691,48 @@ func (b *sdBox) testIdle(t *testing.T) {
 		if st := b.show(t, app+".socket", "ActiveState"); st != "active" && st != "listening" {
 			t.Fatalf("round %d: %s.socket is %s: the next connection would not start berth", round, app, st)
 		}
+	}
+}
+
+// testBrokenReload: `systemctl reload` of an app whose new version fails
+// to start fails (ExecReload= is `berth restart`), and the app keeps
+// answering. (Under systemd the first worker's unit is restarted in place,
+// so it is the other worker that keeps serving the old version.)
+func (b *sdBox) testBrokenReload(t *testing.T) {
+	const app, dir = "deploy", "/srv/deploy"
+	if err := b.m.WriteFile(t.Context(), dir+"/app.js", []byte(sdApp), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.m.MustRun(t, "chown", "-R", sdUser+":", dir)
+	port := testenv.FreePort(t)
+	b.installAppDir(t, app, dir, port, "--workers", "2", "--spawn-timeout", "10s")
+	b.m.MustRun(t, "systemctl", "start", app+".socket")
+	defer b.m.Run(context.Background(), "systemctl", "stop", app+".socket", app+".service")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	if code, body := get(t, c, url); code != http.StatusOK {
+		t.Fatalf("first request: %d %q", code, body)
+	}
+	waitUntil(t, 60*time.Second, "2 workers ready", func() bool {
+		return strings.HasPrefix(b.show(t, app+".service", "StatusText"), "2/2 workers ready")
+	})
+	broken := "console.error('sdtest: release 2 cannot start');\nprocess.exit(4);\n"
+	if err := b.m.WriteFile(t.Context(), dir+"/app.js", []byte(broken), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := b.m.Run(t.Context(), "systemctl", "reload", app+".service")
+	if err == nil {
+		t.Fatalf("systemctl reload of a broken release succeeded:\n%s", out)
+	}
+	for i := 0; i < 10; i++ {
+		if code, body := get(t, c, url); code != http.StatusOK {
+			t.Fatalf("request %d after the failed reload: %d %q", i, code, body)
+		}
+	}
+	if st := b.show(t, app+".service", "StatusText"); !strings.Contains(st, "last restart failed") {
+		t.Errorf("status line after a failed reload: %q", st)
+	}
+	if st := b.show(t, app+".service", "ActiveState"); st != "active" {
+		t.Errorf("berth is %s after a failed reload, want active", st)
 	}
 }
