@@ -28,8 +28,8 @@ type appStatus struct {
 	Listen   []string       `json:"listen"`
 	Restarts string         `json:"restart,omitempty"`
 	// Starting lists the workers being started; SpawnTimeout bounds them.
-	Starting     []startingStatus `json:"starting,omitempty"`
-	SpawnTimeout time.Duration    `json:"spawn_timeout_ns"`
+	Starting            []startingStatus `json:"starting,omitempty"`
+	SpawnTimeoutSeconds float64          `json:"spawn_timeout_seconds"`
 	// Recycles counts workers replaced for --max-requests/--memory-limit.
 	Recycles int `json:"recycles"`
 	// Memory (bytes) and CPUSeconds are berth's own process.
@@ -71,7 +71,7 @@ func buildStatus(app string, since time.Time, listen []string, spawnerName strin
 	s := appStatus{
 		App: app, Pid: os.Getpid(), Since: since, Wanted: st.Wanted, Ready: st.Ready,
 		Queued: pool.Queued(), Served: pool.Total(), Failing: st.Failing, Spawner: spawnerName, Listen: listen,
-		SpawnTimeout: st.SpawnTimeout, Recycles: st.Recycles,
+		SpawnTimeoutSeconds: st.SpawnTimeout.Seconds(), Recycles: st.Recycles,
 	}
 	if u, err := spawner.ProcessUsage(os.Getpid()); err == nil {
 		s.Memory, s.CPUSeconds = u.Memory, u.CPU.Seconds()
