@@ -206,7 +206,7 @@ func (b *Backend) Release(ctx context.Context, name string) error {
 	if w := sl.current; w != nil && !isClosed(w.done) {
 		err = w.stopLocked(ctx)
 	}
-	b.retire(sl)
+	b.retireLocked(ctx, sl)
 	return err
 }
 
@@ -266,13 +266,14 @@ func (b *Backend) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// retire gives up a slot whose worker is stopped: it queues stop jobs for
-// its units (without waiting: see worker.Stop) and closes its readiness
-// sockets. The slot's lock must be held.
-func (b *Backend) retire(sl *slot) {
+// retireLocked gives up a slot whose worker is stopped: it queues stop
+// jobs for its units (without waiting: see worker.Stop), closes its
+// readiness sockets and drops its match rules. ctx (at most 10 s) bounds
+// the calls. The slot's lock must be held.
+func (b *Backend) retireLocked(ctx context.Context, sl *slot) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	if sl.created {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
 		for _, u := range []string{sl.service, sl.socket} {
 			if _, err := b.bus.StopUnitContext(ctx, u, "replace", nil); err != nil {
 				b.log.Warn("stop worker unit", "unit", u, "err", err)
@@ -287,8 +288,6 @@ func (b *Backend) retire(sl *slot) {
 	}
 	b.mu.Unlock()
 	// Stop jobs still to come on these units are not waited for.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	for _, u := range []string{sl.service, sl.socket} {
 		b.w.unwatch(ctx, u)
 	}
