@@ -177,9 +177,16 @@ type slot struct {
 	recycles    int
 	lastRecycle string
 	starting    *starting       // the start in progress, or nil
-	replace     chan chan error // a rolling restart asks this slot to replace its worker
+	replace     chan replaceReq // a rolling restart or a recycle asks this slot to replace its worker
 	cancel      context.CancelFunc
 	done        chan struct{} // closed when the slot's goroutine returns
+}
+
+// replaceReq asks a slot to replace its worker: why is the recycle reason
+// ("" for a restart); res gets the outcome.
+type replaceReq struct {
+	why string
+	res chan error
 }
 
 // starting is a start in progress.
@@ -250,7 +257,7 @@ func NewSupervisor(cfg SupervisorConfig) (*Supervisor, error) {
 // worker never collides with one still stopping (a unit name, a socket).
 func (s *Supervisor) newSlotLocked() *slot {
 	s.named++
-	return &slot{name: fmt.Sprintf("w%d", s.named), replace: make(chan chan error), done: make(chan struct{})}
+	return &slot{name: fmt.Sprintf("w%d", s.named), replace: make(chan replaceReq), done: make(chan struct{})}
 }
 
 // Status returns a snapshot of the workers (without Usage: it is cheap).
@@ -394,6 +401,38 @@ func (s *Supervisor) Restart(ctx context.Context) error {
 	}
 }
 
+// Recycle replaces the worker named name like a rolling restart of that
+// one worker (the new one ready first; the old one then gets SIGTERM, and
+// SIGKILL after its stop timeout), counting why as a recycle. It returns
+// once it is replaced, or the error (the old worker keeps serving).
+func (s *Supervisor) Recycle(ctx context.Context, name, why string) error {
+	s.mu.Lock()
+	var sl *slot
+	for _, x := range s.slots {
+		if x.name == name {
+			sl = x
+		}
+	}
+	s.mu.Unlock()
+	if sl == nil {
+		return fmt.Errorf("spawner: no worker named %s", name)
+	}
+	res := make(chan error, 1)
+	select {
+	case sl.replace <- replaceReq{why: why, res: res}:
+	case <-sl.done:
+		return fmt.Errorf("spawner: worker %s is gone", name)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-res:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // serveRestarts runs rolling restarts one at a time.
 func (s *Supervisor) serveRestarts(ctx context.Context) {
 	for {
@@ -413,7 +452,7 @@ func (s *Supervisor) rollingRestart(ctx context.Context) error {
 	for _, sl := range slots {
 		res := make(chan error, 1)
 		select {
-		case sl.replace <- res:
+		case sl.replace <- replaceReq{res: res}:
 		case <-sl.done: // scaled away meanwhile
 			continue
 		case <-ctx.Done():
@@ -505,9 +544,12 @@ func (s *Supervisor) runSlot(ctx context.Context, sl *slot, stopCtx func() conte
 				if ok, pending = s.pause(ctx, sl, backoff(s.cfg.BackoffMin, s.cfg.BackoffMax, failures)); !ok {
 					return
 				}
-			case res := <-sl.replace:
-				nw, err := s.replaceWorker(ctx, sl, w, "", stopCtx)
-				res <- err
+			case req := <-sl.replace:
+				if req.why != "" {
+					s.log.Info("recycling worker", append(workerAttrs(sl.name, w), "reason", req.why)...)
+				}
+				nw, err := s.replaceWorker(ctx, sl, w, req.why, stopCtx)
+				req.res <- err
 				if err == nil {
 					w, limit = nw, s.requestLimit()
 				}
@@ -722,8 +764,8 @@ func (s *Supervisor) pause(ctx context.Context, sl *slot, d time.Duration) (bool
 	select {
 	case <-t.C:
 		return true, nil
-	case res := <-sl.replace:
-		return true, res
+	case req := <-sl.replace:
+		return true, req.res
 	case <-ctx.Done():
 		return false, nil
 	}

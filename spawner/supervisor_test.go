@@ -444,3 +444,35 @@ func TestSupervisorRecycles(t *testing.T) {
 		})
 	}
 }
+
+// TestSupervisorRecycleByName: Recycle replaces one worker (the new one
+// ready first) and counts the reason; the other workers stay.
+func TestSupervisorRecycleByName(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := &fakeBackend{started: make(chan *fakeWorker, 10)}
+		s, ev, _ := newTestSupervisor(t, b, 2)
+		w1, w2 := <-b.started, <-b.started
+		ev.next(t)
+		ev.next(t)
+		if w1.name != "w1" {
+			w1, w2 = w2, w1
+		}
+		if err := s.Recycle(context.Background(), "w1", "blocked past the maximum request time"); err != nil {
+			t.Fatal(err)
+		}
+		if e := ev.next(t); e != "ready w1 pid 3" {
+			t.Fatalf("got %q, want the new w1 ready first", e)
+		}
+		synctest.Wait()
+		if !isClosed(w1.done) || isClosed(w2.done) {
+			t.Errorf("after recycling w1: w1 stopped %v, w2 stopped %v", isClosed(w1.done), isClosed(w2.done))
+		}
+		st := s.Status()
+		if st.Recycles != 1 {
+			t.Errorf("%d recycles counted, want 1", st.Recycles)
+		}
+		if err := s.Recycle(context.Background(), "w9", "x"); err == nil {
+			t.Error("recycling an unknown worker: no error")
+		}
+	})
+}

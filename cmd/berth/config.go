@@ -53,6 +53,10 @@ type serveConfig struct {
 	MaxRequests        uint64
 	MemoryLimit        string
 	ExitIdleTime       time.Duration
+	MaxBlocked         time.Duration
+	MaxRequestTime     time.Duration
+	StickySessions     bool
+	StickyCookie       string
 }
 
 // configFile is the optional per-app settings file in the app directory.
@@ -114,6 +118,10 @@ func serveCommand(c *serveConfig) *command {
 	fs.BoolVar(&c.FriendlyErrorPages, "friendly-error-pages", false, "show visitors why the app is unavailable, with its output (start errors, stack traces); for development only")
 	fs.Uint64Var(&c.MaxRequests, "max-requests", 0, "replace a worker after about this many requests (each worker's limit is up to a tenth lower, so they do not recycle together; 0: never)")
 	fs.StringVar(&c.MemoryLimit, "memory-limit", "", "replace a worker using more memory than this, bytes or with K, M, G suffix (a new worker is ready first)")
+	fs.DurationVar(&c.MaxBlocked, "max-blocked", 5*time.Second, "a worker whose event loop sent no heartbeat for this long gets no new request until it does (Node workers; 0: never held)")
+	fs.DurationVar(&c.MaxRequestTime, "max-request-time", 0, "a request whose worker has not begun to answer after this long gets 504, and the worker, if its event loop is blocked, is replaced (0: no limit)")
+	fs.BoolVar(&c.StickySessions, "sticky-sessions", false, "send a client back to the worker that answered it before (a cookie names the worker), e.g. for socket.io's polling transport")
+	fs.StringVar(&c.StickyCookie, "sticky-sessions-cookie-name", "berth_route", "the cookie --sticky-sessions sets")
 	fs.DurationVar(&c.ExitIdleTime, "exit-idle-time", 0, "under socket activation, exit after this long without a request (systemd starts berth again on the next connection; 0: never)")
 	return cmd
 }
@@ -399,6 +407,14 @@ func (c *serveConfig) validate(set map[string]bool) error {
 	case "auto", "exec", "systemd":
 	default:
 		return fmt.Errorf("--spawner %q: want exec, systemd or auto", c.Spawner)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"max-blocked", c.MaxBlocked}, {"max-request-time", c.MaxRequestTime}, {"exit-idle-time", c.ExitIdleTime}} {
+		if d.v < 0 {
+			return fmt.Errorf("--%s %s: want a duration such as 30s, or 0 for none", d.name, d.v)
+		}
 	}
 	if _, err := parseBytes(c.MemoryLimit); err != nil {
 		return fmt.Errorf("--memory-limit: %w", err)

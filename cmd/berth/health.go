@@ -1,10 +1,15 @@
 package main
 
 import (
+	"context"
+	"log/slog"
+	"maps"
 	"os"
+	"sync"
 	"time"
 
 	"berth/activation"
+	"berth/balancer"
 	"berth/spawner"
 )
 
@@ -73,4 +78,134 @@ func (w *idleWatch) idle(now time.Time, total uint64, l spawner.Load, restarting
 		return false
 	}
 	return now.Sub(w.lastBusy) >= w.after
+}
+
+// workerHealth connects the balancer's health hooks to the workers:
+// heartbeats hold a worker whose event loop is blocked out of rotation; a
+// worker past --max-request-time that is still blocked is recycled; a
+// response asking for out-of-band work makes the worker run it, one
+// worker at a time, while it gets no new request. Its goroutines end with
+// ctx, and wait waits for them.
+type workerHealth struct {
+	pool       *balancer.Pool
+	ups        *upstreams
+	maxBlocked time.Duration
+	log        *slog.Logger
+	ctx        context.Context
+	sup        *spawner.Supervisor // set once made, before any request
+
+	oob chan struct{} // one worker runs out-of-band work at a time
+	wg  sync.WaitGroup
+
+	mu      sync.Mutex // protects blocked
+	blocked map[*balancer.Upstream]bool
+}
+
+func newWorkerHealth(ctx context.Context, pool *balancer.Pool, ups *upstreams, maxBlocked time.Duration, log *slog.Logger) *workerHealth {
+	return &workerHealth{pool: pool, ups: ups, maxBlocked: maxBlocked, log: log, ctx: ctx,
+		oob: make(chan struct{}, 1), blocked: map[*balancer.Upstream]bool{}}
+}
+
+// checkBlocked holds out of rotation the workers whose event loop sent no
+// heartbeat for maxBlocked, and puts back those that did again.
+func (h *workerHealth) checkBlocked(now time.Time) {
+	if h.maxBlocked <= 0 {
+		return
+	}
+	for w, up := range h.ups.all() {
+		blocked := spawner.Blocked(w, now, h.maxBlocked)
+		h.mu.Lock()
+		changed := h.blocked[up] != blocked
+		if blocked {
+			h.blocked[up] = true
+		} else {
+			delete(h.blocked, up)
+		}
+		h.mu.Unlock()
+		if !changed {
+			continue
+		}
+		h.pool.SetHold(up, balancer.HoldBlocked, blocked)
+		if blocked {
+			h.log.Warn("worker's event loop is blocked; no new request goes to it", "worker", up.Name, "pid", up.Pid, "max_blocked", h.maxBlocked.String())
+		} else {
+			h.log.Info("worker's event loop runs again", "worker", up.Name, "pid", up.Pid)
+		}
+	}
+}
+
+// onTimeout is the proxy's OnTimeout: a worker still blocked is replaced
+// (SIGTERM, SIGKILL after the stop timeout, once its successor is ready).
+func (h *workerHealth) onTimeout(up *balancer.Upstream) {
+	w := h.ups.worker(up)
+	if w == nil || h.maxBlocked <= 0 || !spawner.Blocked(w, time.Now(), h.maxBlocked) {
+		return
+	}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		if err := h.sup.Recycle(h.ctx, w.Name(), "event loop blocked past the maximum request time"); err != nil {
+			h.log.Error("recycling a blocked worker failed", "worker", w.Name(), "err", err)
+		}
+	}()
+}
+
+// onOOB is the proxy's OnOOB: the worker gets no new request, finishes
+// those it has, runs its out-of-band work and comes back.
+func (h *workerHealth) onOOB(up *balancer.Upstream) {
+	w := h.ups.worker(up)
+	l, ok := w.(spawner.Liveness)
+	if !ok {
+		return
+	}
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		select {
+		case h.oob <- struct{}{}:
+		case <-h.ctx.Done():
+			return
+		}
+		defer func() { <-h.oob }()
+		h.pool.SetHold(up, balancer.HoldOOB, true)
+		defer h.pool.SetHold(up, balancer.HoldOOB, false)
+		ctx, cancel := context.WithTimeout(h.ctx, time.Minute)
+		defer cancel()
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		for up.Inflight() > 0 { // the request that asked is still being answered
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				return
+			}
+		}
+		if err := l.OutOfBand(ctx); err != nil {
+			h.log.Warn("out-of-band work", "worker", up.Name, "err", err)
+			return
+		}
+		h.log.Debug("out-of-band work done", "worker", up.Name)
+	}()
+}
+
+// wait waits for the goroutines health started (they end with its ctx).
+func (h *workerHealth) wait() { h.wg.Wait() }
+
+// all returns the workers in the pool and their upstreams.
+func (u *upstreams) all() map[spawner.Worker]*balancer.Upstream {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return maps.Clone(u.m)
+}
+
+// worker returns the worker of up, or nil.
+func (u *upstreams) worker(up *balancer.Upstream) spawner.Worker {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for w, x := range u.m {
+		if x == up {
+			return w
+		}
+	}
+	return nil
 }

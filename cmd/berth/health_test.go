@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"berth/packaging/testenv"
 	"berth/spawner"
 )
 
@@ -345,4 +346,37 @@ func TestExitIdleTime(t *testing.T) {
 	if !strings.Contains(b.Output(), `msg="exiting: no request came"`) || time.Since(start) < 4*time.Second {
 		t.Fatalf("berth exited after %s:\n%s", time.Since(start), b.Output())
 	}
+}
+
+// TestBlockedLoopAndOutOfBandWork: a worker whose event loop is blocked
+// (no heartbeat for --max-blocked) gets no new request while the other
+// answers; its request gets 504 at --max-request-time, and it is then
+// replaced. A response asking for out-of-band work makes its worker run it.
+func TestBlockedLoopAndOutOfBandWork(t *testing.T) {
+	testenv.NeedCommand(t, "python3")
+	b := startBerth(t, "testdata/pyloop", "--workers", "2", "--app-type", "generic", "--command", "python3 -u app.py",
+		"--max-blocked", "1s", "--max-request-time", "4s", "--stop-timeout", "1s")
+	b.WaitForN(`msg="worker ready"`, 2, 20*time.Second)
+
+	blocked := make(chan int, 1)
+	go func() {
+		code, _ := get(t, nil, b.URL+"/block")
+		blocked <- code
+	}()
+	b.WaitFor(`msg="worker's event loop is blocked; no new request goes to it"`, 5*time.Second)
+	for i := 0; i < 10; i++ {
+		start := time.Now()
+		if code, body := get(t, nil, b.URL+"/"); code != 200 || time.Since(start) > time.Second {
+			t.Fatalf("request %d while a worker is blocked: %d %q after %s", i, code, body, time.Since(start))
+		}
+	}
+	if code := <-blocked; code != 504 {
+		t.Errorf("the blocking request got %d, want 504 at --max-request-time", code)
+	}
+	b.WaitFor(`msg="worker recycled".*reason="event loop blocked past the maximum request time"`, 10*time.Second)
+
+	if code, _ := get(t, nil, b.URL+"/oob"); code != 200 {
+		t.Fatalf("/oob: %d", code)
+	}
+	b.WaitFor(`out-of-band work done`, 5*time.Second)
 }

@@ -99,6 +99,9 @@ type daemon struct {
 	appDir        string
 	inherited     bool                   // every listener came from socket activation
 	restartFailed atomic.Pointer[string] // why the last rolling restart failed; nil after one succeeded
+	health        *workerHealth
+	healthCtx     context.Context // ends after the workers are stopped
+	stopHealth    context.CancelFunc
 }
 
 // start wires berth together: the public listeners, the runtime
@@ -147,7 +150,10 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 	d.cleanups = append(d.cleanups, closeBackend)
 
 	d.pool = balancer.NewPool(balancer.PoolConfig{QueueTimeout: cfg.QueueTimeout, MaxQueue: cfg.MaxQueue})
-	chain, err := handlerChain(cfg, d.pool, log)
+	ups := newUpstreams(d.pool, cfg.StopTimeout)
+	d.healthCtx, d.stopHealth = context.WithCancel(context.Background())
+	d.health = newWorkerHealth(d.healthCtx, d.pool, ups, cfg.MaxBlocked, log)
+	chain, err := handlerChain(cfg, d.pool, d.health, log)
 	if err != nil {
 		return nil, err
 	}
@@ -156,7 +162,6 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 		return nil, err
 	}
 
-	ups := newUpstreams(d.pool, cfg.StopTimeout)
 	var readyOnce sync.Once
 	env := append([]string(nil), cfg.Env...)
 	memoryLimit, _ := parseBytes(cfg.MemoryLimit) // checked by validate
@@ -187,6 +192,7 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 	if err != nil {
 		return nil, err
 	}
+	d.health.sup = d.sup
 
 	d.hurry, d.hurryNow = context.WithCancel(context.Background())
 	d.supCtx, d.stopWorkers = context.WithCancel(context.Background())
@@ -222,8 +228,13 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 // handlerChain builds the links every request passes, ending in the proxy.
 // Links that later features add (response cache, static files, buffering,
 // limits, metrics) wrap the proxy here, outermost first.
-func handlerChain(cfg *serveConfig, pool *balancer.Pool, log *slog.Logger) (balancer.Handler, error) {
-	proxy, err := balancer.NewProxy(balancer.ProxyConfig{Pool: pool, App: cfg.Name, Log: log})
+func handlerChain(cfg *serveConfig, pool *balancer.Pool, health *workerHealth, log *slog.Logger) (balancer.Handler, error) {
+	pc := balancer.ProxyConfig{Pool: pool, App: cfg.Name, Log: log,
+		MaxRequestTime: cfg.MaxRequestTime, OnTimeout: health.onTimeout, OnOOB: health.onOOB}
+	if cfg.StickySessions {
+		pc.StickyCookie = cfg.StickyCookie
+	}
+	proxy, err := balancer.NewProxy(pc)
 	if err != nil {
 		return nil, err
 	}
@@ -270,6 +281,10 @@ func (d *daemon) close() {
 		d.stopWorkers()
 		<-d.supDone
 	}
+	if d.health != nil {
+		d.stopHealth()
+		d.health.wait()
+	}
 	for i := len(d.cleanups) - 1; i >= 0; i-- {
 		d.cleanups[i]()
 	}
@@ -300,6 +315,12 @@ func (d *daemon) run() error {
 	defer restartFileTick.Stop()
 	// --exit-idle-time: under socket activation berth exits once nothing
 	// came for that long; systemd holds the socket and starts it again.
+	var blockTick <-chan time.Time // heartbeats checked against --max-blocked
+	if cfg.MaxBlocked > 0 {
+		t := time.NewTicker(min(cfg.MaxBlocked/4, 250*time.Millisecond))
+		defer t.Stop()
+		blockTick = t.C
+	}
 	var idleTick <-chan time.Time
 	idle := &idleWatch{after: cfg.ExitIdleTime}
 	if cfg.ExitIdleTime > 0 {
@@ -336,6 +357,8 @@ loop:
 					startRestart("tmp/restart.txt")
 				}
 			}
+		case now := <-blockTick:
+			d.health.checkBlocked(now)
 		case now := <-idleTick:
 			if idle.idle(now, d.pool.Total(), poolLoad(d.pool), busy) {
 				log.Info("exiting: no request came", "idle", cfg.ExitIdleTime.String())
