@@ -46,7 +46,7 @@ type Readiness struct {
 // peer is a stream connection that reported READY=1.
 type peer struct {
 	conn *net.UnixConn
-	beat atomic.Int64  // unix nanoseconds of the last WATCHDOG=1; 0 if none
+	beat atomic.Int64  // unix nanoseconds of READY=1 or the last WATCHDOG=1
 	gone chan struct{} // closed when the connection ends
 
 	mu  sync.Mutex    // protects oob; serializes writes
@@ -203,7 +203,11 @@ func (r *Readiness) serveStream(c *net.UnixConn) {
 				continue
 			}
 			if p == nil {
+				// A connection kept open after READY=1 carries heartbeats
+				// (the loader's): the loop ran now. A loop blocked before
+				// its first WATCHDOG=1 counts as blocked from here.
 				p = &peer{conn: c, gone: make(chan struct{})}
+				p.beat.Store(time.Now().UnixNano())
 				c.SetReadDeadline(time.Time{})
 				r.mu.Lock()
 				r.peers[pid] = p

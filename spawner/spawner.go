@@ -78,8 +78,10 @@ type Usage struct {
 // loader answers "OOB_DONE=1\n".
 type Liveness interface {
 	// LastHeartbeat is when the worker last reported that its event loop
-	// runs. It is zero if it never did (an app without heartbeats): such a
-	// worker is never taken for blocked.
+	// runs (READY=1, then every WATCHDOG=1). It is zero while the worker
+	// keeps no readiness connection open (an app without the Node loader
+	// closes it, or uses NOTIFY_SOCKET): such a worker is never taken for
+	// blocked.
 	LastHeartbeat() time.Time
 	// OutOfBand asks the worker to run its out-of-band work and returns
 	// once it reports done, ctx ends, or its connection closes.
@@ -87,8 +89,8 @@ type Liveness interface {
 }
 
 // Blocked reports whether w's event loop has sent no heartbeat for longer
-// than d at now. A worker that never sent one (or that is no Liveness) is
-// not blocked.
+// than d at now. A worker without an open readiness connection (or that is
+// no Liveness) is not blocked.
 func Blocked(w Worker, now time.Time, d time.Duration) bool {
 	l, ok := w.(Liveness)
 	if !ok {

@@ -380,3 +380,30 @@ func TestBlockedLoopAndOutOfBandWork(t *testing.T) {
 	}
 	b.WaitFor(`out-of-band work done`, 5*time.Second)
 }
+
+// TestBlockedNodeLoop is TestBlockedLoopAndOutOfBandWork with a real Node
+// app and the loader's heartbeats.
+func TestBlockedNodeLoop(t *testing.T) {
+	b := startBerth(t, "testdata/blocky", "--workers", "2", "--max-blocked", "1s", "--max-request-time", "4s", "--stop-timeout", "1s")
+	b.WaitForN(`msg="worker ready"`, 2, 20*time.Second)
+	blocked := make(chan int, 1)
+	go func() {
+		code, _ := get(t, nil, b.URL+"/block")
+		blocked <- code
+	}()
+	b.WaitFor(`msg="worker's event loop is blocked; no new request goes to it"`, 5*time.Second)
+	for i := 0; i < 10; i++ {
+		start := time.Now()
+		if code, body := get(t, nil, b.URL+"/"); code != 200 || time.Since(start) > time.Second {
+			t.Fatalf("request %d while a worker is blocked: %d %q after %s", i, code, body, time.Since(start))
+		}
+	}
+	if code := <-blocked; code != 504 {
+		t.Errorf("the blocking request got %d, want 504 at --max-request-time", code)
+	}
+	b.WaitFor(`msg="worker recycled".*reason="event loop blocked past the maximum request time"`, 10*time.Second)
+	if code, _ := get(t, nil, b.URL+"/oob"); code != 200 {
+		t.Fatalf("/oob: %d", code)
+	}
+	b.WaitFor(`out-of-band work done`, 5*time.Second)
+}
