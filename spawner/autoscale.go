@@ -9,7 +9,9 @@ import "time"
 // of the last busy moment; feed it with Observe. The zero value is not
 // usable; set Min and Max.
 type Autoscaler struct {
-	// Min and Max bound the worker count (1 <= Min <= Max).
+	// Min and Max bound the worker count (0 <= Min <= Max, 1 <= Max).
+	// With Min 0 the last worker goes after IdleAfter without a request,
+	// and a queued request brings one back.
 	Min, Max int
 	// IdleAfter is how long a spare worker is kept. If zero, 5 minutes.
 	IdleAfter time.Duration
@@ -41,7 +43,10 @@ func (a *Autoscaler) Observe(now time.Time, current int, l Load) int {
 		a.lastBusy = now
 		return min(want+1, a.Max)
 	}
-	if l.Inflight >= l.Ready-1 || starting > 0 {
+	// A spare worker: one more than the requests in flight need; with Min
+	// 0, the last worker when nothing comes.
+	spare := l.Inflight < l.Ready-1 || (a.Min == 0 && l.Ready == 1 && l.Inflight == 0 && l.Queued == 0)
+	if !spare || starting > 0 {
 		a.lastBusy = now
 		return want
 	}

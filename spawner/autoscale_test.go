@@ -38,3 +38,28 @@ func TestAutoscalerFixedCount(t *testing.T) {
 		t.Fatalf("min=max=2 scaled to %d", got)
 	}
 }
+
+func TestAutoscalerDownToZero(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	a := &Autoscaler{Min: 0, Max: 2, IdleAfter: time.Minute}
+	steps := []struct {
+		at      time.Duration
+		current int
+		load    Load
+		want    int
+	}{
+		{0, 0, Load{}, 0},                                    // nothing comes: no worker
+		{1 * time.Second, 0, Load{Queued: 1}, 1},             // a request waits: start one
+		{2 * time.Second, 1, Load{Queued: 1}, 1},             // it is starting
+		{3 * time.Second, 1, Load{Ready: 1, Inflight: 1}, 2}, // busy: grow
+		{4 * time.Second, 2, Load{Ready: 2}, 2},
+		{65 * time.Second, 2, Load{Ready: 2}, 1},
+		{100 * time.Second, 1, Load{Ready: 1}, 1},
+		{126 * time.Second, 1, Load{Ready: 1}, 0}, // a minute without a request: none
+	}
+	for _, s := range steps {
+		if got := a.Observe(t0.Add(s.at), s.current, s.load); got != s.want {
+			t.Fatalf("at %s with %d workers and %+v: want %d workers, got %d", s.at, s.current, s.load, s.want, got)
+		}
+	}
+}

@@ -8,9 +8,12 @@
 // repository): its listening socket as fd 3 with LISTEN_FDS=1 and its own
 // LISTEN_PID, and BERTH_READY_SOCKET / NOTIFY_SOCKET to report readiness.
 //
-// A Supervisor keeps a number of workers running on a Backend, replaces
-// those that exit (capped exponential backoff, so a crash loop costs no CPU)
-// and restarts them one by one on request.
+// A Supervisor keeps a number of workers running on a Backend. A worker
+// that served and exits is replaced at once; one that fails before it is
+// ready is started again after a capped exponential backoff, so a crash
+// loop costs no CPU. It restarts the workers one by one on request,
+// recycles those over --max-requests or --memory-limit, reports starting
+// workers, and calls Backend.Release when it gives a worker name up.
 //
 // Under systemd the same worker is a transient unit pair:
 //

@@ -77,10 +77,12 @@ func NewExec(cfg ExecConfig) (*Exec, error) {
 }
 
 type execWorker struct {
+	Liveness      // from its readiness connection
 	spec          Spec
 	network, addr string
 	cmd           *exec.Cmd
 	out           *lineWriter
+	rd            *Readiness // closed when the worker exits
 	done          chan struct{}
 	err           error // set before done is closed
 	stopOnce      sync.Once
@@ -107,14 +109,12 @@ func (e *Exec) Start(ctx context.Context, spec Spec) (Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start worker %s of %s: %w", spec.Name, spec.App, err)
 	}
-	defer rd.Close()
-
 	lines := e.cfg.Output
 	if e.cfg.OutputFor != nil {
 		lines = nil // the line writer only keeps the tail
 	}
 	w := &execWorker{
-		spec: spec,
+		spec: spec, rd: rd,
 		out:  newLineWriter(lines, fmt.Sprintf("[%s %s] ", spec.App, spec.Name), e.cfg.TailLines),
 		done: make(chan struct{}),
 	}
@@ -129,6 +129,7 @@ func (e *Exec) Start(ctx context.Context, spec Spec) (Worker, error) {
 	if spec.PortEnv {
 		port, err := freeLoopbackPort()
 		if err != nil {
+			rd.Close()
 			return nil, fmt.Errorf("start worker %s of %s: %w", spec.Name, spec.App, err)
 		}
 		w.network, w.addr = "tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
@@ -137,6 +138,7 @@ func (e *Exec) Start(ctx context.Context, spec Spec) (Worker, error) {
 		w.network, w.addr = "unix", base+".sock"
 		sock, err = listenUnixFile(w.addr)
 		if err != nil {
+			rd.Close()
 			return nil, fmt.Errorf("start worker %s of %s: %w", spec.Name, spec.App, err)
 		}
 		env = append(env, "LISTEN_FDS=1", "LISTEN_FDNAMES=berth")
@@ -166,47 +168,38 @@ func (e *Exec) Start(ctx context.Context, spec Spec) (Worker, error) {
 		sock.Close() // the worker holds it now; a dead worker refuses connections
 	}
 	if err != nil {
+		rd.Close()
 		os.Remove(w.addr)
 		return nil, fmt.Errorf("start worker %s of %s: %w", spec.Name, spec.App, err)
 	}
 	e.cfg.Log.Debug("worker started", "app", spec.App, "worker", spec.Name, "pid", cmd.Process.Pid)
 	go w.wait()
+	if spec.Started != nil {
+		spec.Started(cmd.Process.Pid, w.out.Tail)
+	}
 
-	probed := make(chan struct{})
-	if spec.Probe || spec.PortEnv {
-		pctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		go func() {
-			if probe(pctx, w.network, w.addr) {
-				close(probed)
-			}
-		}()
-	}
-	for {
-		// READY=1 counts from the worker or a process it started (its
-		// process group), not from anyone who can reach the socket.
-		pids, changed := rd.ReadyFrom()
-		for pid := range pids {
-			if pgid, err := syscall.Getpgid(pid); err == nil && pgid == cmd.Process.Pid {
-				return w, nil
-			}
-		}
-		select {
-		case <-changed:
-		case <-probed:
-			return w, nil
-		case <-w.done:
-			return nil, fmt.Errorf("start worker %s of %s: %w (%v)%s", spec.Name, spec.App, ErrExited, w.err, quoteTail(w.out.Tail()))
-		case <-ctx.Done():
-			tail := w.out.Tail()
+	// READY=1 counts from the worker or a process it started (its process
+	// group), not from anyone who can reach the socket.
+	pid, err := ReadyWait{
+		Readiness: rd,
+		Accept: func(pid int) bool {
+			pgid, err := syscall.Getpgid(pid)
+			return err == nil && pgid == cmd.Process.Pid
+		},
+		Exited: w.done, ExitErr: func() error { return w.err },
+		Probe: spec.Probe || spec.PortEnv, Network: w.network, Addr: w.addr,
+	}.Wait(ctx)
+	if err != nil {
+		if !errors.Is(err, ErrExited) {
 			w.Stop(context.Background())
-			why := ErrSpawnTimeout
-			if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				why = fmt.Errorf("spawner: start canceled: %w", ctx.Err())
-			}
-			return nil, fmt.Errorf("start worker %s of %s: %w: the app never reported that it listens (did it call listen()?)%s", spec.Name, spec.App, why, quoteTail(tail))
 		}
+		return nil, fmt.Errorf("start worker %s of %s: %w%s", spec.Name, spec.App, err, quoteTail(w.out.Tail()))
 	}
+	if pid == 0 {
+		pid = cmd.Process.Pid
+	}
+	w.Liveness = rd.Liveness(pid)
+	return w, nil
 }
 
 func (w *execWorker) wait() {
@@ -214,6 +207,7 @@ func (w *execWorker) wait() {
 	// Whatever the app left in its process group goes with it.
 	syscall.Kill(-w.cmd.Process.Pid, syscall.SIGKILL)
 	w.out.Flush()
+	w.rd.Close()
 	if w.network == "unix" {
 		os.Remove(w.addr)
 	}
@@ -241,6 +235,28 @@ func (w *execWorker) Stop(ctx context.Context) error {
 	syscall.Kill(-w.cmd.Process.Pid, syscall.SIGKILL)
 	<-w.done
 	return fmt.Errorf("stop worker %s of %s: killed after it did not exit in time", w.spec.Name, w.spec.App)
+}
+
+// Usage implements Worker: the resident memory and CPU time of the
+// worker's process tree (its process group and its descendants).
+func (w *execWorker) Usage(ctx context.Context) (Usage, error) {
+	if isClosed(w.done) {
+		return Usage{}, fmt.Errorf("worker %s of %s has exited", w.spec.Name, w.spec.App)
+	}
+	return treeUsage(w.cmd.Process.Pid)
+}
+
+// Release implements Backend. Exec workers keep nothing under their name:
+// each start has its own sockets.
+func (e *Exec) Release(ctx context.Context, name string) error { return nil }
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // listenUnixFile makes a listening Unix socket at path (mode 0600) and

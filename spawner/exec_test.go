@@ -1,6 +1,7 @@
 package spawner
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -54,7 +55,20 @@ func testWorker() {
 		os.Exit(1)
 	}
 	c.Write([]byte("READY=1\n"))
-	c.Close()
+	// As the Node loader does: heartbeats, and out-of-band work on demand.
+	go func() {
+		for range time.Tick(50 * time.Millisecond) {
+			c.Write([]byte("WATCHDOG=1\n"))
+		}
+	}()
+	go func() {
+		sc := bufio.NewScanner(c)
+		for sc.Scan() {
+			if sc.Text() == "OOB=1" {
+				c.Write([]byte("OOB_DONE=1\n"))
+			}
+		}
+	}()
 	http.Serve(l, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "pid %d", os.Getpid())
 	}))
@@ -83,9 +97,32 @@ func TestExecStartsAWorkerOnItsSocket(t *testing.T) {
 	e := newTestExec(t, &out)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	w, err := e.Start(ctx, spec("serve"))
+	sp := spec("serve")
+	var startedPid int
+	sp.Started = func(pid int, output func() []string) { startedPid = pid }
+	w, err := e.Start(ctx, sp)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if startedPid != w.Pid() {
+		t.Errorf("Started got pid %d, the worker is %d", startedPid, w.Pid())
+	}
+	if u, err := w.Usage(ctx); err != nil || u.Memory < 1<<20 {
+		t.Errorf("usage %+v, %v: want the worker's resident memory", u, err)
+	}
+	live := w.(Liveness)
+	for live.LastHeartbeat().IsZero() {
+		select {
+		case <-ctx.Done():
+			t.Fatal("no heartbeat recorded")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if Blocked(w, time.Now(), time.Second) || !Blocked(w, time.Now().Add(2*time.Second), time.Second) {
+		t.Error("Blocked does not follow the heartbeats")
+	}
+	if err := live.OutOfBand(ctx); err != nil {
+		t.Errorf("out-of-band work: %v", err)
 	}
 	network, addr := w.Addr()
 	fi, err := os.Stat(addr)
@@ -113,7 +150,7 @@ func TestExecStartsAWorkerOnItsSocket(t *testing.T) {
 
 func TestExecSpawnTimeoutQuotesOutput(t *testing.T) {
 	e := newTestExec(t, io.Discard)
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second) // time to print, on a busy machine
 	defer cancel()
 	_, err := e.Start(ctx, spec("silent"))
 	if !errors.Is(err, ErrSpawnTimeout) || !strings.Contains(err.Error(), "warming up the flux capacitor") || !strings.Contains(err.Error(), "worker w1 of t") {

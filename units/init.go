@@ -93,14 +93,18 @@ func (in Init) Files() ([]File, error) {
 		listen = []string{strconv.Itoa(in.Port)}
 	}
 	data := map[string]any{
-		"Name":        in.Name,
-		"Socket":      Socket(in.Name),
-		"Service":     Service(in.Name),
-		"Slice":       Slice(in.Name),
-		"Worker1":     WorkerService(in.Name, "w1"),
-		"Listen":      listen,
-		"Desc":        escapeSpecifiers(in.Name + " (" + in.AppDir + ")"),
-		"ExecStart":   execLine(in.execStart()...),
+		"Name":      in.Name,
+		"Socket":    Socket(in.Name),
+		"Service":   Service(in.Name),
+		"Slice":     Slice(in.Name),
+		"Worker1":   WorkerService(in.Name, "w1"),
+		"Listen":    listen,
+		"Desc":      escapeSpecifiers(in.Name + " (" + in.AppDir + ")"),
+		"ExecStart": execLine(in.execStart()...),
+		// A rolling restart that `systemctl reload` waits for, and that
+		// fails it when a new worker fails to start (the old ones keep
+		// serving), as `berth restart` does.
+		"ExecReload":  execLine(in.Berth, "restart", in.Name),
 		"AppDirPath":  quoteWord("-" + escapeSpecifiers(in.AppDir)), // "-": a missing directory is berth's error to report
 		"ProtectHome": protectHome(in.AppDir),
 	}

@@ -61,6 +61,11 @@ type Worker struct {
 	// MemoryMax caps the worker's memory in bytes (MemoryMax=). If zero,
 	// no cap.
 	MemoryMax uint64
+	// MemoryHigh throttles the worker and makes the kernel reclaim its
+	// memory above this many bytes (MemoryHigh=): set a little above
+	// berth's --memory-limit, so that a leaking worker slows down rather
+	// than grows while its replacement starts. If zero, none.
+	MemoryHigh uint64
 	// CPUQuota caps the worker's CPU time as a percentage of one CPU
 	// (CPUQuota=; 200 is two CPUs). If zero, no cap.
 	CPUQuota int
@@ -146,6 +151,9 @@ func TransientUnits(w Worker) (Transient, error) {
 	}
 	if w.MemoryMax > 0 {
 		svc = append(svc, prop("MemoryMax", w.MemoryMax))
+	}
+	if w.MemoryHigh > 0 {
+		svc = append(svc, prop("MemoryHigh", w.MemoryHigh))
 	}
 	if w.CPUQuota > 0 {
 		// CPUQuota=P% is P/100 s of CPU time per second.

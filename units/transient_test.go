@@ -402,3 +402,26 @@ func startTransient(t *testing.T, conn *godbus.Conn, u Transient) {
 		}
 	}
 }
+
+func TestTransientUnitsMemoryHigh(t *testing.T) {
+	w := testWorker()
+	w.MemoryHigh = 300 << 20
+	u, err := TransientUnits(w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, ok := props(t, u.Service.Properties)["MemoryHigh"]; !ok || v.Value() != uint64(314572800) {
+		t.Errorf("MemoryHigh property %v, want 314572800", v)
+	}
+	if _, ok := props(t, testUnitsNoHigh(t).Service.Properties)["MemoryHigh"]; ok {
+		t.Error("MemoryHigh set without --memory-limit")
+	}
+}
+
+func testUnitsNoHigh(t *testing.T) Transient {
+	u, err := TransientUnits(testWorker())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}

@@ -67,9 +67,16 @@ func newSystemdBackend(cfg *serveConfig, rundir string, log *slog.Logger) (*syst
 	if err != nil {
 		return nil, fmt.Errorf("--cpu-quota: %w", err)
 	}
+	// A worker over --memory-limit is replaced; MemoryHigh= a tenth above
+	// it slows a leak down while the replacement starts.
+	limit, err := parseBytes(cfg.MemoryLimit)
+	if err != nil {
+		return nil, fmt.Errorf("--memory-limit: %w", err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return systemd.New(ctx, systemd.Config{
+		MemoryHigh: limit + limit/10,
 		RuntimeDir: rundir,
 		User:       cfg.User, Group: cfg.Group,
 		MemoryMax: mem, CPUQuota: cpu, TasksMax: cfg.TasksMax,

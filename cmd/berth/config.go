@@ -48,6 +48,15 @@ type serveConfig struct {
 	CPUQuota    string
 	TasksMax    uint64
 	NoSandbox   bool
+	// Worker health (issue 10).
+	FriendlyErrorPages bool
+	MaxRequests        uint64
+	MemoryLimit        string
+	ExitIdleTime       time.Duration
+	MaxBlocked         time.Duration
+	MaxRequestTime     time.Duration
+	StickySessions     bool
+	StickyCookie       string
 }
 
 // configFile is the optional per-app settings file in the app directory.
@@ -82,7 +91,7 @@ func serveCommand(c *serveConfig) *command {
 	fs.IntVar(&c.Port, "port", 3000, "TCP port to listen on when no --listen is given and no socket is inherited")
 	fs.Var(&c.Listen, "listen", "address to listen on: host:port, :port, [::]:port or unix:/path (repeatable; default :PORT)")
 	fs.IntVar(&c.Workers, "workers", 0, "number of workers (sets both --min-workers and --max-workers; default: CPU count, at least 2)")
-	fs.IntVar(&c.MinWorkers, "min-workers", 0, "workers kept running at all times")
+	fs.IntVar(&c.MinWorkers, "min-workers", 0, "workers kept running at all times (0 given explicitly: none while no request comes; the first request starts one)")
 	fs.IntVar(&c.MaxWorkers, "max-workers", 0, "most workers run under load")
 	fs.StringVar(&c.StartupFile, "startup-file", "", "Node entry point relative to the app dir (default: package.json main, app.js, index.js, server.js)")
 	fs.DurationVar(&c.SpawnTimeout, "spawn-timeout", 60*time.Second, "how long a worker may take to listen")
@@ -106,6 +115,14 @@ func serveCommand(c *serveConfig) *command {
 	fs.StringVar(&c.CPUQuota, "cpu-quota", "", "systemd back end: CPU cap per worker as a percentage of one CPU, e.g. 50% or 200% (CPUQuota=)")
 	fs.Uint64Var(&c.TasksMax, "tasks-max", 0, "systemd back end: most processes and threads per worker (TasksMax=; default systemd's)")
 	fs.BoolVar(&c.NoSandbox, "no-sandbox", false, "systemd back end: run workers without systemd sandboxing (ProtectSystem=, PrivateTmp=, …)")
+	fs.BoolVar(&c.FriendlyErrorPages, "friendly-error-pages", false, "show visitors why the app is unavailable, with its output (start errors, stack traces); for development only")
+	fs.Uint64Var(&c.MaxRequests, "max-requests", 0, "replace a worker after about this many requests (each worker's limit is up to a tenth lower, so they do not recycle together; 0: never)")
+	fs.StringVar(&c.MemoryLimit, "memory-limit", "", "replace a worker using more memory than this, bytes or with K, M, G suffix (a new worker is ready first)")
+	fs.DurationVar(&c.MaxBlocked, "max-blocked", 5*time.Second, "a worker whose event loop sent no heartbeat for this long gets no new request until it does (Node workers; 0: never held)")
+	fs.DurationVar(&c.MaxRequestTime, "max-request-time", 0, "a request whose worker has not begun to answer after this long gets 504, and the worker, if its event loop is blocked, is replaced (0: no limit)")
+	fs.BoolVar(&c.StickySessions, "sticky-sessions", false, "send a client back to the worker that answered it before (a cookie names the worker), e.g. for socket.io's polling transport")
+	fs.StringVar(&c.StickyCookie, "sticky-sessions-cookie-name", "berth_route", "the cookie --sticky-sessions sets")
+	fs.DurationVar(&c.ExitIdleTime, "exit-idle-time", 0, "under socket activation, exit after this long without a request (systemd starts berth again on the next connection; 0: never)")
 	return cmd
 }
 
@@ -131,6 +148,7 @@ func parseServe(args []string, helpOut io.Writer) (*serveConfig, error) {
 	if err := applyFile(cmd.FlagSet, filepath.Join(c.AppDir, configFile), set); err != nil {
 		return nil, err
 	}
+	cmd.FlagSet.Visit(func(f *flag.Flag) { set[f.Name] = true }) // and those the file set
 	return c, c.validate(set)
 }
 
@@ -197,7 +215,7 @@ func applyFile(fs *flag.FlagSet, path string, set map[string]bool) error {
 			return fmt.Errorf("%s: key %q: %w", path, key, err)
 		}
 		for _, v := range vals {
-			if err := f.Value.Set(v); err != nil {
+			if err := fs.Set(name, v); err != nil {
 				return fmt.Errorf("%s: key %q: bad value %q: %w", path, key, v, err)
 			}
 		}
@@ -353,11 +371,13 @@ func (c *serveConfig) validate(set map[string]bool) error {
 			c.MaxWorkers = c.Workers
 		}
 	}
-	if c.MinWorkers == 0 && c.MaxWorkers == 0 {
+	// --min-workers 0 asked for: no worker while no request comes.
+	idleToZero := set["min-workers"] && c.MinWorkers == 0 && c.Workers == 0
+	if c.MinWorkers == 0 && c.MaxWorkers == 0 && !idleToZero {
 		c.MinWorkers = max(2, runtime.NumCPU())
 		c.MaxWorkers = c.MinWorkers
 	}
-	if c.MinWorkers == 0 {
+	if c.MinWorkers == 0 && !idleToZero {
 		c.MinWorkers = 1
 	}
 	if c.MaxWorkers == 0 {
@@ -387,6 +407,17 @@ func (c *serveConfig) validate(set map[string]bool) error {
 	case "auto", "exec", "systemd":
 	default:
 		return fmt.Errorf("--spawner %q: want exec, systemd or auto", c.Spawner)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"max-blocked", c.MaxBlocked}, {"max-request-time", c.MaxRequestTime}, {"exit-idle-time", c.ExitIdleTime}} {
+		if d.v < 0 {
+			return fmt.Errorf("--%s %s: want a duration such as 30s, or 0 for none", d.name, d.v)
+		}
+	}
+	if _, err := parseBytes(c.MemoryLimit); err != nil {
+		return fmt.Errorf("--memory-limit: %w", err)
 	}
 	if c.PortEnv && c.AppType != "generic" {
 		return errors.New("--port-env is for generic apps: add --app-type generic --command '…'")

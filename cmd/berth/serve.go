@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -94,6 +95,13 @@ type daemon struct {
 
 	adminRestart chan chan error
 	cleanups     []func()
+
+	appDir        string
+	inherited     bool                   // every listener came from socket activation
+	restartFailed atomic.Pointer[string] // why the last rolling restart failed; nil after one succeeded
+	health        *workerHealth
+	healthCtx     context.Context // ends after the workers are stopped
+	stopHealth    context.CancelFunc
 }
 
 // start wires berth together: the public listeners, the runtime
@@ -101,7 +109,7 @@ type daemon struct {
 // front door, the supervisor and the admin API; it starts serving.
 func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer) (_ *daemon, err error) {
 	started := time.Now()
-	d := &daemon{cfg: cfg, log: log, notifier: activation.NewNotifier(log), adminRestart: make(chan chan error)}
+	d := &daemon{cfg: cfg, log: log, notifier: activation.NewNotifier(log), adminRestart: make(chan chan error), appDir: app.Dir}
 	defer func() {
 		if err != nil {
 			d.close()
@@ -115,6 +123,7 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 	if err != nil {
 		return nil, err
 	}
+	d.inherited = inheritedAll(listeners)
 	var netListeners []net.Listener
 	var listenNames []string
 	for _, l := range listeners {
@@ -141,7 +150,10 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 	d.cleanups = append(d.cleanups, closeBackend)
 
 	d.pool = balancer.NewPool(balancer.PoolConfig{QueueTimeout: cfg.QueueTimeout, MaxQueue: cfg.MaxQueue})
-	chain, err := handlerChain(cfg, d.pool, log)
+	ups := newUpstreams(d.pool, cfg.StopTimeout)
+	d.healthCtx, d.stopHealth = context.WithCancel(context.Background())
+	d.health = newWorkerHealth(d.healthCtx, d.pool, ups, cfg.MaxBlocked, log)
+	chain, err := handlerChain(cfg, d.pool, d.health, log)
 	if err != nil {
 		return nil, err
 	}
@@ -150,9 +162,9 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 		return nil, err
 	}
 
-	ups := newUpstreams(d.pool, cfg.StopTimeout)
 	var readyOnce sync.Once
 	env := append([]string(nil), cfg.Env...)
+	memoryLimit, _ := parseBytes(cfg.MemoryLimit) // checked by validate
 	d.sup, err = spawner.NewSupervisor(spawner.SupervisorConfig{
 		Backend: backend,
 		Spec: func(name string) spawner.Spec {
@@ -163,14 +175,13 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 		},
 		Workers:      cfg.MinWorkers,
 		SpawnTimeout: cfg.SpawnTimeout,
+		Served:       ups.served,
+		MaxRequests:  cfg.MaxRequests,
+		MemoryLimit:  memoryLimit,
 		OnReady:      ups.add,
 		OnGone:       ups.remove,
 		OnChange: func(st spawner.Status) {
-			if st.Failing != "" && st.Ready == 0 {
-				d.pool.SetUnavailable("the app fails to start: " + st.Failing)
-			} else {
-				d.pool.SetUnavailable("")
-			}
+			d.pool.SetUnavailable(unavailableText(st, cfg.FriendlyErrorPages))
 			if st.Ready == st.Wanted || st.Failing != "" {
 				readyOnce.Do(func() { d.notifier.Ready(d.status(st)); logServing(log, cfg.Name, listeners, st, started) })
 			}
@@ -181,6 +192,7 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 	if err != nil {
 		return nil, err
 	}
+	d.health.sup = d.sup
 
 	d.hurry, d.hurryNow = context.WithCancel(context.Background())
 	d.supCtx, d.stopWorkers = context.WithCancel(context.Background())
@@ -202,7 +214,9 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 		return nil, err
 	}
 	d.admin.HandleJSON("/status", func() any {
-		return buildStatus(cfg.Name, since, listenNames, spawnerName, d.sup.Status(), d.pool)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return buildStatus(cfg.Name, since, listenNames, spawnerName, d.sup.StatusWithUsage(ctx), d.pool)
 	})
 	d.admin.HandleAction("/restart", "restarted", func(ctx context.Context, _ *http.Request) error {
 		return d.requestRestart(ctx)
@@ -214,8 +228,13 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 // handlerChain builds the links every request passes, ending in the proxy.
 // Links that later features add (response cache, static files, buffering,
 // limits, metrics) wrap the proxy here, outermost first.
-func handlerChain(cfg *serveConfig, pool *balancer.Pool, log *slog.Logger) (balancer.Handler, error) {
-	proxy, err := balancer.NewProxy(balancer.ProxyConfig{Pool: pool, App: cfg.Name, Log: log})
+func handlerChain(cfg *serveConfig, pool *balancer.Pool, health *workerHealth, log *slog.Logger) (balancer.Handler, error) {
+	pc := balancer.ProxyConfig{Pool: pool, App: cfg.Name, Log: log,
+		MaxRequestTime: cfg.MaxRequestTime, OnTimeout: health.onTimeout, OnOOB: health.onOOB}
+	if cfg.StickySessions {
+		pc.StickyCookie = cfg.StickyCookie
+	}
+	proxy, err := balancer.NewProxy(pc)
 	if err != nil {
 		return nil, err
 	}
@@ -243,6 +262,9 @@ func (d *daemon) status(st spawner.Status) string {
 	if st.Failing != "" {
 		s += "; failing: " + firstLine(st.Failing)
 	}
+	if why := d.restartFailed.Load(); why != nil {
+		s += "; last restart failed, old workers serve: " + firstLine(*why)
+	}
 	return s
 }
 
@@ -258,6 +280,10 @@ func (d *daemon) close() {
 	if d.supDone != nil {
 		d.stopWorkers()
 		<-d.supDone
+	}
+	if d.health != nil {
+		d.stopHealth()
+		d.health.wait()
 	}
 	for i := len(d.cleanups) - 1; i >= 0; i-- {
 		d.cleanups[i]()
@@ -281,6 +307,32 @@ func (d *daemon) run() error {
 		scaleTick = t.C
 	}
 
+	// touch APP/tmp/restart.txt (Passenger's convention) starts a rolling
+	// restart: its mtime is polled every second.
+	restartFile := filepath.Join(d.appDir, "tmp", "restart.txt")
+	restartMtime := fileMtime(restartFile)
+	restartFileTick := time.NewTicker(time.Second)
+	defer restartFileTick.Stop()
+	// --exit-idle-time: under socket activation berth exits once nothing
+	// came for that long; systemd holds the socket and starts it again.
+	var blockTick <-chan time.Time // heartbeats checked against --max-blocked
+	if cfg.MaxBlocked > 0 {
+		t := time.NewTicker(min(cfg.MaxBlocked/4, 250*time.Millisecond))
+		defer t.Stop()
+		blockTick = t.C
+	}
+	var idleTick <-chan time.Time
+	idle := &idleWatch{after: cfg.ExitIdleTime}
+	if cfg.ExitIdleTime > 0 {
+		if d.inherited {
+			t := time.NewTicker(min(cfg.ExitIdleTime/4, time.Second))
+			defer t.Stop()
+			idleTick = t.C
+		} else {
+			log.Warn("--exit-idle-time needs socket activation (systemd holding the socket, see berth init); berth keeps running")
+		}
+	}
+
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
@@ -298,6 +350,20 @@ loop:
 		select {
 		case <-statusTick.C:
 			d.notifier.Status(d.status(sup.Status()))
+		case <-restartFileTick.C:
+			if m := fileMtime(restartFile); !m.Equal(restartMtime) {
+				restartMtime = m
+				if !m.IsZero() && !busy {
+					startRestart("tmp/restart.txt")
+				}
+			}
+		case now := <-blockTick:
+			d.health.checkBlocked(now)
+		case now := <-idleTick:
+			if idle.idle(now, d.pool.Total(), poolLoad(d.pool), busy) {
+				log.Info("exiting: no request came", "idle", cfg.ExitIdleTime.String())
+				break loop
+			}
 		case now := <-scaleTick:
 			current := sup.Status().Wanted
 			if want := scaler.Observe(now, current, poolLoad(d.pool)); want != current {
@@ -308,8 +374,11 @@ loop:
 			busy = false
 			if err != nil {
 				log.Error("rolling restart failed; the old workers keep serving", "err", err)
+				why := err.Error()
+				d.restartFailed.Store(&why)
 			} else {
 				log.Info("rolling restart done")
+				d.restartFailed.Store(nil)
 			}
 			for _, w := range waiting {
 				w <- err

@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"berth/spawner"
 )
 
 // statusReply is what the status client reads from GET /status (the
@@ -42,7 +44,17 @@ type statusReply struct {
 		Served   uint64    `json:"served"`
 		Since    time.Time `json:"since"`
 		Restarts int       `json:"restarts"`
+		// Memory is the worker's cgroup (systemd) or process tree; 0 from
+		// an older berth.
+		Memory      uint64  `json:"memory"`
+		CPUSeconds  float64 `json:"cpu_seconds"`
+		LastRecycle string  `json:"last_recycle"`
 	} `json:"workers"`
+	Starting            []startingStatus `json:"starting"`
+	SpawnTimeoutSeconds float64          `json:"spawn_timeout_seconds"`
+	Recycles            int              `json:"recycles"`
+	Memory              uint64           `json:"memory"`
+	CPUSeconds          float64          `json:"cpu_seconds"`
 }
 
 // staleState is the state of an app whose admin socket is left over.
@@ -246,8 +258,9 @@ passenger-status. Flags may come before or after NAME.`
 
 // runStatus is `berth status [NAME] [--json]`.
 func runStatus(args []string, stdout, stderr io.Writer) int {
-	cmd := newCommand("status", "berth status [NAME] [--json]", statusAbout)
+	cmd := newCommand("status", "berth status [NAME] [--json] [--memory]", statusAbout)
 	asJSON := cmd.Bool("json", false, "print the status as JSON (without NAME: a list, one object per app)")
+	asMemory := cmd.Bool("memory", false, "with NAME: the memory and CPU time of berth and of every worker, with totals")
 	pos, err := cmd.parse(args, stdout)
 	if err != nil {
 		return usageExit("status", err, stderr)
@@ -287,8 +300,32 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "berth status: %s answered badly: %v\n", filepath.Join(dir, adminSocket), err)
 		return 1
 	}
+	if *asMemory {
+		printMemory(&st, stdout)
+		return 0
+	}
 	printAppDetail(&st, stdout)
 	return 0
+}
+
+// printMemory is `berth status NAME --memory`, like
+// passenger-memory-stats: berth itself, every worker, and the totals.
+func printMemory(st *statusReply, stdout io.Writer) {
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "PROCESS\tPID\tMEMORY\tCPU\t")
+	fmt.Fprintf(tw, "berth\t%d\t%s\t%s\t\n", st.Pid, spawner.FormatBytes(st.Memory), cpuSeconds(st.CPUSeconds))
+	mem, secs := st.Memory, st.CPUSeconds
+	for _, w := range st.Workers {
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t\n", w.Name, w.Pid, spawner.FormatBytes(w.Memory), cpuSeconds(w.CPUSeconds))
+		mem += w.Memory
+		secs += w.CPUSeconds
+	}
+	fmt.Fprintf(tw, "total (%d workers)\t\t%s\t%s\t\n", len(st.Workers), spawner.FormatBytes(mem), cpuSeconds(secs))
+	tw.Flush()
+}
+
+func cpuSeconds(s float64) time.Duration {
+	return time.Duration(s * float64(time.Second)).Round(10 * time.Millisecond)
 }
 
 // printAppList prints the apps as a table (or a JSON list) and returns the
@@ -346,11 +383,29 @@ func printAppDetail(st *statusReply, stdout io.Writer) {
 		fmt.Fprintf(stdout, "failing to start: %s\n", st.Failing)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "WORKER\tPID\tIN FLIGHT\tSERVED\tUP\tRESTARTS\tMEMORY")
+	fmt.Fprintln(tw, "WORKER\tPID\tIN FLIGHT\tSERVED\tUP\tRESTARTS\tMEMORY\tCPU\tLAST RECYCLE")
 	for _, w := range st.Workers {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%d\t%s\n", w.Name, w.Pid, w.Inflight, w.Served, shortDuration(time.Since(w.Since)), w.Restarts, humanBytes(memory(w.Pid)))
+		mem := int64(w.Memory)
+		if mem == 0 {
+			mem = memory(w.Pid)
+		}
+		last := w.LastRecycle
+		if last == "" {
+			last = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%d\t%s\t%s\t%s\n", w.Name, w.Pid, w.Inflight, w.Served, shortDuration(time.Since(w.Since)), w.Restarts,
+			humanBytes(mem), cpuSeconds(w.CPUSeconds), last)
+	}
+	spawnTimeout := time.Duration(st.SpawnTimeoutSeconds * float64(time.Second))
+	for _, w := range st.Starting {
+		fmt.Fprintf(tw, "%s\t%d\tstarting for %s of %s: %s\n", w.Name, w.Pid, shortDuration(time.Since(w.Since)), spawnTimeout, w.Waiting)
 	}
 	tw.Flush()
+	for _, w := range st.Starting {
+		if len(w.Output) > 0 {
+			fmt.Fprintf(stdout, "%s's last output:\n    %s\n", w.Name, strings.Join(w.Output, "\n    "))
+		}
+	}
 }
 
 // memory is the resident memory (VmRSS) of the processes, 0 when /proc

@@ -71,6 +71,8 @@ func TestSystemd(t *testing.T) {
 	t.Run("root-owned app needs --user", box.testRootOwned)
 	t.Run("failing app's output reaches status and answers", box.testFailingApp)
 	t.Run("generic app reports by sd_notify or is probed", box.testGenericApp)
+	t.Run("min-workers 0 and exit-idle-time", box.testIdle)
+	t.Run("reload of a broken release fails and the app keeps serving", box.testBrokenReload)
 }
 
 // bootBox boots the container and installs berth, the app and its units.
@@ -566,8 +568,9 @@ func (b *sdBox) testScaling(t *testing.T) {
 	}
 }
 
-// testFailingApp serves an app that exits at once: berth's status and its
-// 503 answer quote the app's last output, taken from the worker's journal.
+// testFailingApp serves an app that exits at once: berth's log and status
+// quote the app's last output, taken from the worker's journal; its 503
+// answer says the app fails to start and shows visitors no output.
 func (b *sdBox) testFailingApp(t *testing.T) {
 	const app, dir = "crash", "/srv/crash"
 	crash := "console.error('sdtest boom: DATABASE_URL is not set');\nprocess.exit(3);\n"
@@ -582,14 +585,14 @@ func (b *sdBox) testFailingApp(t *testing.T) {
 	c := &http.Client{Timeout: 60 * time.Second}
 	code, body := get(t, c, fmt.Sprintf("http://127.0.0.1:%d/", port))
 	t.Logf("failing app answered %d: %s", code, body)
-	if code != http.StatusServiceUnavailable || !strings.Contains(body, "exited with status 3") {
-		t.Errorf("failing app answered %d %q; want 503 saying it exited with status 3", code, body)
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "fails to start") || strings.Contains(body, "DATABASE_URL") {
+		t.Errorf("failing app answered %d %q; want 503 saying it fails to start, without the app's output", code, body)
 	}
 	waitUntil(t, 10*time.Second, "the app's output in berth's status", func() bool {
 		return strings.Contains(b.show(t, app+".service", "StatusText"), "failing")
 	})
 	journal := b.m.MustRun(t, "journalctl", "--no-pager", "-o", "cat", "-u", app+".service")
-	if !strings.Contains(journal, "sdtest boom: DATABASE_URL is not set") {
+	if !strings.Contains(journal, "sdtest boom: DATABASE_URL is not set") || !strings.Contains(journal, "exited with status 3") {
 		t.Errorf("berth's error does not quote the app's output:\n%s", journal)
 	}
 }
@@ -653,5 +656,83 @@ func (b *sdBox) testRootOwned(t *testing.T) {
 	journal := b.m.MustRun(t, "journalctl", "--no-pager", "-o", "cat", "-u", "rootapp.service")
 	if !strings.Contains(journal, "owned by root, and workers do not run as root unless asked") {
 		t.Errorf("berth did not refuse root workers for a root-owned app:\n%s", journal)
+	}
+}
+
+// testIdle serves an app with --min-workers 0 and --exit-idle-time: no
+// worker until the first request (which waits for the one it starts),
+// berth exits once idle with no worker unit left, and the socket starts it
+// again on the next connection.
+func (b *sdBox) testIdle(t *testing.T) {
+	const app = "idle"
+	port := testenv.FreePort(t)
+	b.installApp(t, app, port, "--min-workers 0 --max-workers 1 --idle-timeout 1s --exit-idle-time 3s")
+	b.m.MustRun(t, "systemctl", "start", app+".socket")
+	defer b.m.Run(context.Background(), "systemctl", "stop", app+".socket", app+".service")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	svc, w1 := app+".service", units.WorkerService(app, "w1")
+	for round := 1; round <= 2; round++ {
+		if st := b.show(t, svc, "ActiveState"); st != "inactive" {
+			t.Fatalf("round %d: %s is %s before the request; want inactive", round, svc, st)
+		}
+		if code, body := get(t, c, url); code != http.StatusOK || !strings.HasPrefix(body, "pid ") {
+			t.Fatalf("round %d: first request answered %d %q", round, code, body)
+		}
+		waitUntil(t, 30*time.Second, "berth exits once idle", func() bool {
+			return b.show(t, svc, "ActiveState") == "inactive"
+		})
+		if r := b.show(t, svc, "Result"); r != "success" {
+			t.Errorf("round %d: berth ended with result %s, want success", round, r)
+		}
+		if st := b.show(t, w1, "ActiveState"); st == "active" {
+			t.Errorf("round %d: %s still active after berth exited", round, w1)
+		}
+		if st := b.show(t, app+".socket", "ActiveState"); st != "active" && st != "listening" {
+			t.Fatalf("round %d: %s.socket is %s: the next connection would not start berth", round, app, st)
+		}
+	}
+}
+
+// testBrokenReload: `systemctl reload` of an app whose new version fails
+// to start fails (ExecReload= is `berth restart`), and the app keeps
+// answering. (Under systemd the first worker's unit is restarted in place,
+// so it is the other worker that keeps serving the old version.)
+func (b *sdBox) testBrokenReload(t *testing.T) {
+	const app, dir = "deploy", "/srv/deploy"
+	if err := b.m.WriteFile(t.Context(), dir+"/app.js", []byte(sdApp), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.m.MustRun(t, "chown", "-R", sdUser+":", dir)
+	port := testenv.FreePort(t)
+	b.installAppDir(t, app, dir, port, "--workers", "2", "--spawn-timeout", "10s")
+	b.m.MustRun(t, "systemctl", "start", app+".socket")
+	defer b.m.Run(context.Background(), "systemctl", "stop", app+".socket", app+".service")
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	if code, body := get(t, c, url); code != http.StatusOK {
+		t.Fatalf("first request: %d %q", code, body)
+	}
+	waitUntil(t, 60*time.Second, "2 workers ready", func() bool {
+		return strings.HasPrefix(b.show(t, app+".service", "StatusText"), "2/2 workers ready")
+	})
+	broken := "console.error('sdtest: release 2 cannot start');\nprocess.exit(4);\n"
+	if err := b.m.WriteFile(t.Context(), dir+"/app.js", []byte(broken), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := b.m.Run(t.Context(), "systemctl", "reload", app+".service")
+	if err == nil {
+		t.Fatalf("systemctl reload of a broken release succeeded:\n%s", out)
+	}
+	for i := 0; i < 10; i++ {
+		if code, body := get(t, c, url); code != http.StatusOK {
+			t.Fatalf("request %d after the failed reload: %d %q", i, code, body)
+		}
+	}
+	if st := b.show(t, app+".service", "StatusText"); !strings.Contains(st, "last restart failed") {
+		t.Errorf("status line after a failed reload: %q", st)
+	}
+	if st := b.show(t, app+".service", "ActiveState"); st != "active" {
+		t.Errorf("berth is %s after a failed reload, want active", st)
 	}
 }

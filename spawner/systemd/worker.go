@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"syscall"
 	"time"
 
@@ -16,16 +17,20 @@ import (
 // pid, from its start until the unit leaves the active state or gets
 // another main process.
 type worker struct {
-	b    *Backend
-	sl   *slot
-	spec spawner.Spec
-	pid  int
-	done chan struct{}
-	err  error // set before done is closed
+	spawner.Liveness // from its readiness connection; set before Start returns
+	b                *Backend
+	sl               *slot
+	spec             spawner.Spec
+	pid              int
+	done             chan struct{}
+	err              error // set before done is closed
 }
 
-// Name implements spawner.Worker: the service unit's name.
-func (w *worker) Name() string { return w.sl.service }
+// Name implements spawner.Worker: the worker's name ("w1").
+func (w *worker) Name() string { return w.sl.name }
+
+// Unit is the worker's service unit, for log lines.
+func (w *worker) Unit() string { return w.sl.service }
 
 // Addr implements spawner.Worker: the socket unit's socket.
 func (w *worker) Addr() (network, address string) { return "unix", w.sl.sockPath }
@@ -64,20 +69,38 @@ func (w *worker) follow() {
 // than queuing a stop job: while systemd stops berth's own unit, a stop job
 // on a worker would wait behind berth's, and berth would wait for it.
 //
-// The supervisor stops the current worker of a name only when it gives the
-// name up (fewer workers, or berth stopping): a restart goes through Start.
-// So Stop also retires the name: its socket unit is stopped (without
-// waiting, for the same reason) and its readiness sockets closed. Stop on a
-// worker that was already replaced does nothing.
+// Stop stops this process only: the name's socket unit stays until
+// Release. Stop on a worker that was already replaced does nothing.
 func (w *worker) Stop(ctx context.Context) error {
 	w.sl.mu.Lock()
 	defer w.sl.mu.Unlock()
-	if w.sl.current != w {
-		return nil
+	return w.stopLocked(ctx)
+}
+
+// Usage implements spawner.Worker: the service's control group, as
+// systemd accounts it (MemoryCurrent, CPUUsageNSec).
+func (w *worker) Usage(ctx context.Context) (spawner.Usage, error) {
+	var u spawner.Usage
+	for _, p := range []struct {
+		name string
+		set  func(uint64)
+	}{
+		{"MemoryCurrent", func(v uint64) { u.Memory = v }},
+		{"CPUUsageNSec", func(v uint64) { u.CPU = time.Duration(v) }},
+	} {
+		prop, err := w.b.bus.GetServicePropertyContext(ctx, w.sl.service, p.name)
+		if err != nil {
+			return u, fmt.Errorf("usage of unit %s: %w", w.sl.service, err)
+		}
+		var v uint64
+		if err := prop.Value.Store(&v); err != nil {
+			return u, fmt.Errorf("usage of unit %s: %s: %w", w.sl.service, p.name, err)
+		}
+		if v != math.MaxUint64 { // systemd's "not accounted"
+			p.set(v)
+		}
 	}
-	err := w.stopLocked(ctx)
-	w.b.retire(w.sl)
-	return err
+	return u, nil
 }
 
 // stopLocked is Stop with the slot's lock held. A worker that is no longer
@@ -91,7 +114,7 @@ func (w *worker) stopLocked(ctx context.Context) error {
 	// KillUnit may report an error for a signal that reached the main
 	// process but not every other one; the unit's state says whether the
 	// worker ended.
-	kerr := w.b.mgr.KillUnitWithTarget(ctx, w.sl.service, sd.All, int32(syscall.SIGTERM))
+	kerr := w.b.bus.KillUnitWithTarget(ctx, w.sl.service, sd.All, int32(syscall.SIGTERM))
 	t := time.NewTimer(w.spec.StopTimeout)
 	defer t.Stop()
 	select {
@@ -102,7 +125,7 @@ func (w *worker) stopLocked(ctx context.Context) error {
 	}
 	kctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := w.b.mgr.KillUnitWithTarget(kctx, w.sl.service, sd.All, int32(syscall.SIGKILL)); err != nil {
+	if err := w.b.bus.KillUnitWithTarget(kctx, w.sl.service, sd.All, int32(syscall.SIGKILL)); err != nil {
 		kerr = err
 	}
 	select {
@@ -111,4 +134,38 @@ func (w *worker) stopLocked(ctx context.Context) error {
 		return fmt.Errorf("%s: still running after SIGKILL: %w", what, errors.Join(kerr, kctx.Err()))
 	}
 	return errors.New(what + ": killed after it did not exit in time")
+}
+
+func isActive(state string) bool { return state == "active" || state == "reloading" }
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// describe says how a service's main process ended.
+func describe(st unitState) string {
+	var how string
+	switch st.ExecCode {
+	case 1:
+		how = fmt.Sprintf("exited with status %d", st.ExecStatus)
+	case 2:
+		how = fmt.Sprintf("killed by signal %d (%v)", st.ExecStatus, syscall.Signal(st.ExecStatus))
+	case 3:
+		how = fmt.Sprintf("dumped core on signal %d (%v)", st.ExecStatus, syscall.Signal(st.ExecStatus))
+	default:
+		how = "ended"
+	}
+	return fmt.Sprintf("%s (result %s)", how, or(st.Result, "unknown"))
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }

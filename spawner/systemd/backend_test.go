@@ -1,0 +1,208 @@
+package systemd
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"berth/spawner"
+)
+
+// fakeApp is a worker process as the Node loader behaves: READY=1 on its
+// readiness socket, then heartbeats, and OOB_DONE=1 for every OOB=1.
+func fakeApp(t *testing.T, dir string, ready bool) func(unit string) {
+	return func(unit string) {
+		if !ready {
+			return
+		}
+		c, err := net.Dial("unix", filepath.Join(dir, "w1.ready"))
+		if err != nil {
+			t.Logf("app: %v", err) // a start that counted an earlier READY=1 of this pid
+			return
+		}
+		defer c.Close()
+		c.Write([]byte("READY=1\nWATCHDOG=1\n"))
+		sc := bufio.NewScanner(c)
+		for sc.Scan() {
+			if sc.Text() == "OOB=1" {
+				c.Write([]byte("OOB_DONE=1\n"))
+			}
+		}
+	}
+}
+
+func newTestBackend(t *testing.T, bus *fakeBus) (*Backend, string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "sd") // short: socket paths are limited to 108 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(context.Background(), Config{
+		RuntimeDir: dir, Parent: "berth-test.service", User: me.Username,
+		Bus:     func(context.Context) (Bus, error) { return bus, nil },
+		Journal: func(context.Context, string, time.Time, int) []string { return []string{"Error: boom at start"} },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		b.Close(context.Background())
+		bus.wg.Wait()
+	})
+	return b, dir
+}
+
+func testSpec(dir string) spawner.Spec {
+	return spawner.Spec{App: "t", Name: "w1", Dir: dir, Argv: []string{"/bin/true"}, StopTimeout: time.Second}
+}
+
+func TestBackendStartStopRelease(t *testing.T) {
+	bus := newFakeBus(os.Getpid())
+	b, dir := newTestBackend(t, bus)
+	bus.app = fakeApp(t, dir, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	var started int
+	spec := testSpec(dir)
+	spec.Started = func(pid int, output func() []string) { started = pid }
+	w, err := b.Start(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(bus.Calls(), "; "), `StartTransientUnit berth-t-w1.socket aux berth-t-w1.service; StartUnit berth-t-w1.service`; got != want {
+		t.Errorf("first start: calls %q, want %q", got, want)
+	}
+	if w.Name() != "w1" || w.(*worker).Unit() != "berth-t-w1.service" || w.Pid() != os.Getpid() || started != os.Getpid() {
+		t.Errorf("worker name %q, unit %q, pid %d (Started got %d)", w.Name(), w.(*worker).Unit(), w.Pid(), started)
+	}
+	if u, err := w.Usage(ctx); err != nil || u.Memory != 64<<20 || u.CPU != 1500*time.Millisecond {
+		t.Errorf("usage %+v, %v; want the unit's MemoryCurrent and CPUUsageNSec", u, err)
+	}
+	live := w.(spawner.Liveness)
+	for live.LastHeartbeat().IsZero() {
+		select {
+		case <-ctx.Done():
+			t.Fatal("no heartbeat recorded")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if err := live.OutOfBand(ctx); err != nil {
+		t.Errorf("out-of-band: %v", err)
+	}
+
+	// Stop stops the process only: the socket unit stays for the next
+	// start of the name.
+	if err := w.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(bus.Calls(), "; "); got != "KillUnit berth-t-w1.service terminated" {
+		t.Errorf("stop: calls %q", got)
+	}
+	select {
+	case <-w.Done():
+	default:
+		t.Error("worker not done after Stop")
+	}
+	w, err = b.Start(ctx, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(bus.Calls(), "; "), "StartUnit berth-t-w1.socket; StartUnit berth-t-w1.service"; got != want {
+		t.Errorf("second start: calls %q, want %q", got, want)
+	}
+
+	// Release gives the name up: the worker stopped, both units stopped,
+	// the readiness sockets and match rules gone.
+	if err := b.Release(ctx, "w1"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(bus.Calls(), "; "), "KillUnit berth-t-w1.service terminated; StopUnit berth-t-w1.service; StopUnit berth-t-w1.socket"; got != want {
+		t.Errorf("release: calls %q, want %q", got, want)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "w1.ready")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("readiness socket still there after Release: %v", err)
+	}
+	bus.mu.Lock()
+	if bus.matches != 3 { // the manager's JobRemoved, UnitRemoved, UnitNew
+		t.Errorf("%d match rules after Release, want the 3 of the manager", bus.matches)
+	}
+	bus.mu.Unlock()
+	if err := b.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if bus.Calls() != nil {
+		t.Error("Close made calls for a released name")
+	}
+}
+
+func TestBackendClearsLeftovers(t *testing.T) {
+	bus := newFakeBus(os.Getpid())
+	bus.loaded["berth-t-w1.socket"] = true
+	bus.loaded["berth-t-w1.service"] = true
+	b, dir := newTestBackend(t, bus)
+	bus.app = fakeApp(t, dir, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := b.Start(ctx, testSpec(dir)); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(bus.Calls(), "; ")
+	want := "StopUnit berth-t-w1.socket; StopUnit berth-t-w1.service; StartTransientUnit berth-t-w1.socket aux berth-t-w1.service; StartUnit berth-t-w1.service"
+	if got != want {
+		t.Errorf("calls %q, want %q", got, want)
+	}
+	if err := b.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(bus.Calls(), "; "), "KillUnit berth-t-w1.service terminated; StopUnit berth-t-w1.service; StopUnit berth-t-w1.socket"; got != want {
+		t.Errorf("close: calls %q, want %q", got, want)
+	}
+	bus.mu.Lock()
+	defer bus.mu.Unlock()
+	if !bus.closed {
+		t.Error("Close left the bus open")
+	}
+}
+
+func TestBackendStartFails(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		failing bool
+		want    error
+		calls   string
+	}{
+		{"exits", true, spawner.ErrExited, ""},
+		{"never ready", false, spawner.ErrSpawnTimeout, "KillUnit berth-t-w1.service terminated"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bus := newFakeBus(os.Getpid())
+			bus.failing = tc.failing
+			b, dir := newTestBackend(t, bus)
+			bus.app = fakeApp(t, dir, false)
+			defer b.Close(context.Background())
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			_, err := b.Start(ctx, testSpec(dir))
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), "Error: boom at start") {
+				t.Fatalf("start: %v; want %v, quoting the journal", err, tc.want)
+			}
+			calls := bus.Calls()
+			if got := strings.Join(calls[2:], "; "); got != tc.calls {
+				t.Errorf("calls after the start: %q, want %q", got, tc.calls)
+			}
+		})
+	}
+}
