@@ -40,6 +40,11 @@ type ProxyConfig struct {
 	// out-of-band work (X-Berth-OOB-Work or Passenger's
 	// X-Passenger-Request-OOB-Work: true); the field is not passed on.
 	OnOOB func(up *Upstream)
+	// Explain, if not nil, says why no worker is ready when a request
+	// gave up waiting in the queue ("worker w1 has run for 12s and has
+	// not called listen() yet; spawn timeout 1m0s"); it must be fit for
+	// any visitor.
+	Explain func() string
 	// StickyCookie, if not empty, turns on sticky sessions: a response
 	// carries a cookie of that name naming its worker, and a request
 	// carrying it goes to that worker while it is in service.
@@ -411,6 +416,8 @@ func (p *Proxy) unavailable(x *Exchange, err error, tried []*Upstream) {
 		msg = fmt.Sprintf("berth: app %s is unavailable: %s\n", p.cfg.App, ue.Reason)
 	case errors.Is(err, ErrQueueFull):
 		msg = fmt.Sprintf("berth: app %s is overloaded: the request queue is full. Try again shortly.\n", p.cfg.App)
+	case p.cfg.Explain != nil && p.cfg.Explain() != "":
+		msg = fmt.Sprintf("berth: app %s has no worker ready: %s.\n", p.cfg.App, p.cfg.Explain())
 	default:
 		msg = fmt.Sprintf("berth: app %s has no worker ready (%v). It may still be starting.\n", p.cfg.App, err)
 	}

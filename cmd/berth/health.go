@@ -43,6 +43,17 @@ func unavailableText(st spawner.Status, friendly bool) string {
 	return public + ". The details are in berth's log and `berth status`."
 }
 
+// waitingText says, for a request that waited in vain for a worker, what
+// the workers being started are waiting for; the app's output only with
+// --friendly-error-pages.
+func waitingText(st spawner.Status, friendly bool) string {
+	public, detail := st.Unavailable(time.Now())
+	if friendly {
+		return detail
+	}
+	return public
+}
+
 // inheritedAll reports whether every listener came from socket activation.
 func inheritedAll(ls []activation.Listener) bool {
 	for _, l := range ls {

@@ -153,7 +153,11 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 	ups := newUpstreams(d.pool, cfg.StopTimeout)
 	d.healthCtx, d.stopHealth = context.WithCancel(context.Background())
 	d.health = newWorkerHealth(d.healthCtx, d.pool, ups, cfg.MaxBlocked, log)
-	chain, err := handlerChain(cfg, d.pool, d.health, log)
+	chain, err := handlerChain(cfg, d.pool, d.health, func() string {
+		// Requests come only once the supervisor exists (start begins
+		// serving after it is made).
+		return waitingText(d.sup.Status(), cfg.FriendlyErrorPages)
+	}, log)
 	if err != nil {
 		return nil, err
 	}
@@ -228,8 +232,8 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 // handlerChain builds the links every request passes, ending in the proxy.
 // Links that later features add (response cache, static files, buffering,
 // limits, metrics) wrap the proxy here, outermost first.
-func handlerChain(cfg *serveConfig, pool *balancer.Pool, health *workerHealth, log *slog.Logger) (balancer.Handler, error) {
-	pc := balancer.ProxyConfig{Pool: pool, App: cfg.Name, Log: log,
+func handlerChain(cfg *serveConfig, pool *balancer.Pool, health *workerHealth, explain func() string, log *slog.Logger) (balancer.Handler, error) {
+	pc := balancer.ProxyConfig{Pool: pool, App: cfg.Name, Log: log, Explain: explain,
 		MaxRequestTime: cfg.MaxRequestTime, OnTimeout: health.onTimeout, OnOOB: health.onOOB}
 	if cfg.StickySessions {
 		pc.StickyCookie = cfg.StickyCookie

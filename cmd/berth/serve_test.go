@@ -387,3 +387,26 @@ func TestPoisonRequestKillsOneWorker(t *testing.T) {
 		}
 	}
 }
+
+// TestStartingAppExplains503: a request that waited in vain for a worker
+// that has not listened yet gets a 503 saying how long it has run and
+// what it waits for, with Retry-After, and none of the app's output.
+func TestStartingAppExplains503(t *testing.T) {
+	b := startBerth(t, "testdata/never", "--workers", "1", "--spawn-timeout", "60s", "--queue-timeout", "2s")
+	b.WaitFor(`booting the never-listening app`, 15*time.Second)
+	resp, err := http.Get(b.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("got %d (Retry-After %q), want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if !regexp.MustCompile(`worker w1 has run for \d+s and has not called listen\(\) yet; spawn timeout 1m0s`).Match(body) {
+		t.Errorf("503 does not say what the worker waits for: %q", body)
+	}
+	if strings.Contains(string(body), "database") || strings.Contains(string(body), "booting") {
+		t.Errorf("503 shows the app's output to a visitor: %q", body)
+	}
+}
