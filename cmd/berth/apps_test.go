@@ -199,3 +199,34 @@ func TestHTTPProxyAppWithTwoServers(t *testing.T) {
 	// The worker that found the port taken said so and kept running.
 	b.WaitFor(`failed, the worker keeps running without it`, 5*time.Second)
 }
+
+// TestSocketIOPollingWithStickySessions: socket.io's default transports
+// (long polling, then the upgrade to websocket) need every request of a
+// session on one worker; with 2 workers and --sticky-sessions they work.
+func TestSocketIOPollingWithStickySessions(t *testing.T) {
+	b := serveTestApp(t, "socketio", "--sticky-sessions")
+	for i := 0; i < 3; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		out, err := exec.CommandContext(ctx, "node", filepath.Join(testAppsDir, "socketio", "polling-client.js"), b.URL).CombinedOutput()
+		cancel()
+		if err != nil {
+			t.Fatalf("socket.io polling client through berth: %v\n%s", err, out)
+		}
+		type reply struct {
+			Transport string `json:"transport"`
+			Echo      string `json:"echo"`
+			Pid       int    `json:"pid"`
+		}
+		var got struct {
+			Opened            string
+			Polling, Upgraded reply
+		}
+		if err := json.Unmarshal(out, &got); err != nil {
+			t.Fatalf("socket.io client printed %q: %v", out, err)
+		}
+		if got.Opened != "polling" || got.Polling.Echo != "hello over polling" ||
+			got.Upgraded.Transport != "websocket" || got.Upgraded.Pid != got.Polling.Pid || got.Polling.Pid == 0 {
+			t.Errorf("session %d: %+v, want a session opened over polling, upgraded to websocket, on one worker", i, got)
+		}
+	}
+}
