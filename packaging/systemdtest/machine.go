@@ -26,7 +26,7 @@ import (
 const DefaultBootTimeout = 90 * time.Second
 
 // shutdownTimeout bounds an orderly poweroff before the container is killed.
-const shutdownTimeout = 30 * time.Second
+const shutdownTimeout = 90 * time.Second
 
 // Config describes a container. The zero value boots a container with a
 // unique name and nothing bound in.
