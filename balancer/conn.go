@@ -423,6 +423,9 @@ func (w *clientWriter) reset(cn *conn) {
 // Status is the final status written, 0 before WriteHead.
 func (w *clientWriter) Status() int { return w.status }
 
+// Written is the number of body bytes written to the client.
+func (w *clientWriter) Written() int64 { return w.written }
+
 var (
 	hConnection    = []byte("Connection")
 	hContentLength = []byte("Content-Length")
