@@ -49,7 +49,7 @@ type Metrics struct {
 	queue    prometheus.Histogram
 	events   *prometheus.CounterVec
 
-	none    *series  // requests no worker took
+	none    *series    // requests no worker took
 	mu      sync.Mutex // serializes making a worker's series
 	workers sync.Map   // *balancer.Upstream → *series
 }
