@@ -34,30 +34,31 @@ import (
 //	                                                 10.231.2.2 ── 10.231.2.1 host2 (the same)
 //
 // HAProxy sends PROXY protocol v2, checks /readyz and listens to berth's
-// agent; haproxyConfig is the configuration the README shows.
+// agent, with the configuration README.md shows under "### HAProxy"
+// (readmeBlock), addresses moved into the test's namespaces.
 
-const haproxyConfig = `global
-    maxconn 2000
-    stats socket %[1]s mode 600 level admin
-
-defaults
-    mode http
-    timeout connect 1s
-    timeout client 30s
-    timeout server 30s
-    retries 3
-    option redispatch 1
-
-frontend www
-    bind %[2]s:80
-    default_backend shop
-
-backend shop
-    balance roundrobin
-    option httpchk GET /readyz
-    http-check expect status 200
-    default-server weight 100 send-proxy-v2 check port 9100 inter 200ms fall 1 rise 2 agent-check agent-port 9101 agent-inter 200ms
-%[3]s`
+// readmeBlock returns the first fenced block of README.md after the line
+// heading.
+func readmeBlock(t *testing.T, heading string) string {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), "\n"+heading+"\n")
+	if !ok {
+		t.Fatalf("README.md has no %q", heading)
+	}
+	_, rest, ok = strings.Cut(rest, "```")
+	if ok {
+		_, rest, ok = strings.Cut(rest, "\n")
+	}
+	block, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatalf("README.md has no code block under %q", heading)
+	}
+	return block
+}
 
 // lab is the test's namespaces.
 type lab struct {
@@ -106,16 +107,23 @@ func (l *lab) startHost(n int) *berthProc {
 		"--name", fmt.Sprintf("fleet%d", n), "--workers", "2",
 		"--listen", addr+":8080", "--proxy-protocol", "--trusted-proxy", fmt.Sprintf("10.231.%d.2", n),
 		"--status-listen", addr+":9100", "--agent-listen", addr+":9101", "--drain-delay", "1s")
-	return startBerthCmd(l.t, cmd)
+	b := startBerthCmd(l.t, cmd)
+	b.WaitForN(`msg="worker ready"`, 2, 30*time.Second)
+	return b
 }
 
 // startHAProxy runs HAProxy in lb's namespace and returns its stats socket.
 func (l *lab) startHAProxy() string {
 	l.t.Helper()
 	sock := filepath.Join(l.dir, "haproxy.sock")
-	servers := "    server host1 10.231.1.1:8080\n    server host2 10.231.2.1:8080\n"
+	readme := readmeBlock(l.t, "### HAProxy")
+	conf := strings.NewReplacer("bind :80", "bind 10.231.0.2:80", "10.0.1.1:", "10.231.1.1:", "10.0.2.1:", "10.231.2.1:").Replace(readme)
+	if conf == readme {
+		l.t.Fatalf("README's HAProxy configuration changed shape; the test cannot move it into its namespaces:\n%s", readme)
+	}
+	conf = fmt.Sprintf("global\n    stats socket %s mode 600 level admin\n\n", sock) + conf
 	cfg := filepath.Join(l.dir, "haproxy.cfg")
-	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(haproxyConfig, sock, "10.231.0.2", servers)), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		l.t.Fatal(err)
 	}
 	cmd := exec.Command("ip", "netns", "exec", l.ns("lb"), "haproxy", "-db", "-f", cfg)
@@ -394,6 +402,6 @@ func TestFleetBehindHAProxy(t *testing.T) {
 	if lost := ld.failed.Load() - before; lost > conc {
 		t.Errorf("killing host1's berth lost %d requests, want at most the %d that can be in flight: %q", lost, conc, ld.errors())
 	} else {
-		t.Logf("killing host1's berth lost %d requests (at most %d in flight)", lost, conc)
+		t.Logf("killing host1's berth lost %d requests (at most %d in flight): %q", lost, conc, ld.errors())
 	}
 }

@@ -5,12 +5,16 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"berth/packaging/testenv"
 )
 
 var forRe = regexp.MustCompile(`addr=(\S+) for=(\S+)`)
@@ -140,5 +144,25 @@ func TestUntrustedRequestIDReplaced(t *testing.T) {
 	line := b.WaitFor(`msg=request .*berth.path=/x `, 5*time.Second)
 	if strings.Contains(line, "request_id=forged") || !regexp.MustCompile(`berth.request_id=[0-9a-f]{16}-[0-9a-f]+`).MatchString(line) {
 		t.Errorf("access log: %s; want a generated request id", line)
+	}
+}
+
+// TestReadmePrometheusExamples checks the README's scrape config and
+// alerts with promtool.
+func TestReadmePrometheusExamples(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	testenv.Need(t, err == nil, "promtool not installed (Debian package prometheus)")
+	dir := t.TempDir()
+	for _, c := range []struct{ heading, check string }{
+		{"### Prometheus", "config"},
+		{"Three alerts:", "rules"},
+	} {
+		path := filepath.Join(dir, c.check+".yml")
+		if err := os.WriteFile(path, []byte(readmeBlock(t, c.heading)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := exec.Command(promtool, "check", c.check, path).CombinedOutput(); err != nil {
+			t.Errorf("promtool check %s on README's block under %q: %v\n%s", c.check, c.heading, err, out)
+		}
 	}
 }
