@@ -80,7 +80,7 @@ func (h *Health) Ready() (bool, string) {
 	if h.draining.Load() {
 		return false, "draining"
 	}
-	if len(h.cfg.Pool.Upstreams()) == 0 {
+	if serving(h.cfg.Pool.Upstreams()) == 0 {
 		return false, "no worker is ready"
 	}
 	if h.cfg.MaxQueue > 0 && h.cfg.Pool.Queued() >= int64(h.cfg.MaxQueue) {
@@ -92,23 +92,36 @@ func (h *Health) Ready() (bool, string) {
 // AgentReply is the line the agent sends: "drain" while draining, "down"
 // with no worker ready, else "up ready N%" where N is the share of ready
 // workers not serving a request now (at least 1%): HAProxy weighs this
-// host by its spare capacity.
+// host by its spare capacity. Workers held out of rotation (blocked,
+// doing out-of-band work, being recycled) count as neither.
 func (h *Health) AgentReply() string {
 	if h.draining.Load() {
 		return "drain\n"
 	}
 	ups := h.cfg.Pool.Upstreams()
-	if len(ups) == 0 {
+	n := serving(ups)
+	if n == 0 {
 		return "down\n"
 	}
 	idle := 0
 	for _, u := range ups {
-		if u.Inflight() == 0 {
+		if u.Held() == 0 && u.Inflight() == 0 {
 			idle++
 		}
 	}
-	pct := max(1, 100*idle/len(ups))
+	pct := max(1, 100*idle/n)
 	return "up ready " + strconv.Itoa(pct) + "%\n"
+}
+
+// serving counts the workers in rotation.
+func serving(ups []*balancer.Upstream) int {
+	n := 0
+	for _, u := range ups {
+		if u.Held() == 0 {
+			n++
+		}
+	}
+	return n
 }
 
 // Handler serves /healthz, /readyz and /metrics.

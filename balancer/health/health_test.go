@@ -77,6 +77,9 @@ func TestTransitions(t *testing.T) {
 	}
 	check("one busy", 200, "up ready 50%\n")
 	pool.Release(u)
+	pool.SetHold(w1, balancer.HoldBlocked, true)
+	check("one held out of rotation", 200, "up ready 100%\n")
+	pool.SetHold(w1, balancer.HoldBlocked, false)
 	if !h.Drain() {
 		t.Error("Drain reported berth already draining")
 	}

@@ -16,7 +16,7 @@
 //	request_duration_seconds               histogram, whole request in berth
 //	request_queue_seconds                  histogram, wait for a worker
 //	queue_length                           gauge
-//	workers{state}                         gauge: ready, busy, wanted, …
+//	workers{state}                         gauge: wanted, ready, busy, held (out of rotation)
 //	worker_inflight{worker}                gauge
 //	worker_events_total{event}             counter: spawn, spawn_failure, exit, restart, recycle
 //	worker_resident_memory_bytes{worker}   gauge, from /proc

@@ -249,11 +249,14 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	if _, ok := states["ready"]; !ok {
 		states["ready"] = len(ups)
 	}
-	busy := 0
+	busy, held := 0, 0
 	for _, u := range ups {
 		n := u.Inflight()
 		if n > 0 {
 			busy++
+		}
+		if u.Held() != 0 {
+			held++
 		}
 		ch <- prometheus.MustNewConstMetric(c.inflight, prometheus.GaugeValue, float64(n), u.Name)
 		if cfg.Proc != "-" && u.Pid > 0 {
@@ -264,6 +267,7 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	states["busy"] = busy
+	states["held"] = held
 	for k, v := range states {
 		ch <- prometheus.MustNewConstMetric(c.workers, prometheus.GaugeValue, float64(v), k)
 	}
