@@ -18,7 +18,9 @@
 //	queue_length                           gauge
 //	workers{state}                         gauge: wanted, ready, busy, held (out of rotation)
 //	worker_inflight{worker}                gauge
-//	worker_events_total{event}             counter: spawn, spawn_failure, exit, restart, recycle
+//	worker_events_total{event}             counter: spawn and exit (cmd counts them as the
+//	                                       pool gains and loses workers); spawn_failure,
+//	                                       restart and recycle once the spawner reports them
 //	worker_resident_memory_bytes{worker}   gauge, from /proc
 //	worker_cpu_seconds_total{worker}       counter, from /proc
 //	draining                               gauge, 1 while draining
