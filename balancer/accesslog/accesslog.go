@@ -14,27 +14,32 @@
 package accesslog
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"time"
 
 	"berth/balancer"
 	"berth/balancer/requestid"
+	"berth/balancer/trust"
 )
 
 // Link is the access-log link.
 type Link struct {
-	next balancer.Handler
-	log  *slog.Logger
+	next    balancer.Handler
+	log     *slog.Logger
+	trusted trust.List
 }
 
 // New returns the link in front of next, logging to log at Info level.
-// Put it after the requestid link, so that the id is there to log.
-func New(next balancer.Handler, log *slog.Logger) *Link {
+// Put it after the requestid link, so that the id is there to log. The
+// client logged is the one a trusted proxy (per trusted) reported as the
+// last X-Forwarded-For entry, else the connection's client.
+func New(next balancer.Handler, log *slog.Logger, trusted trust.List) *Link {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Link{next: next, log: log}
+	return &Link{next: next, log: log, trusted: trusted}
 }
 
 // What the front door's writer tells of the response.
@@ -60,10 +65,7 @@ func (l *Link) ServeExchange(x *balancer.Exchange) {
 	if x.Worker != nil {
 		worker = x.Worker.Name
 	}
-	client := "unix"
-	if x.Client.IsValid() {
-		client = x.Client.Addr().String()
-	}
+	client := l.client(x)
 	l.log.LogAttrs(context.Background(), slog.LevelInfo, "request",
 		slog.String("berth.method", string(x.Req.Method)),
 		slog.String("berth.path", string(x.Req.Path())),
@@ -76,6 +78,24 @@ func (l *Link) ServeExchange(x *balancer.Exchange) {
 		slog.String("berth.request_id", string(x.Req.Header.Get(requestid.Field))),
 		slog.String("berth.client", client),
 	)
+}
+
+// client is the address to log for x's client.
+func (l *Link) client(x *balancer.Exchange) string {
+	if l.trusted.Trusts(x.Peer) {
+		if v := x.Req.Header.Get("X-Forwarded-For"); len(v) > 0 {
+			if i := bytes.LastIndexByte(v, ','); i >= 0 {
+				v = v[i+1:]
+			}
+			if v = bytes.TrimSpace(v); len(v) > 0 {
+				return string(v)
+			}
+		}
+	}
+	if x.Client.IsValid() {
+		return x.Client.Addr().String()
+	}
+	return "unix"
 }
 
 // cacheStatus is the response cache's verdict when a link before the

@@ -213,7 +213,7 @@ func (d *daemon) fleetChain(next balancer.Handler) balancer.Handler {
 		h = d.fleet.metrics.Link(h)
 	}
 	if d.cfg.AccessLog {
-		h = accesslog.New(h, d.log)
+		h = accesslog.New(h, d.log, d.cfg.trusted)
 	}
 	return requestid.New(h, d.cfg.trusted)
 }
