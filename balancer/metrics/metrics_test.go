@@ -9,13 +9,17 @@ import (
 	"net/http/httptest"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"berth/balancer"
 	"berth/balancer/h1"
 	"berth/balancer/metrics"
+	"berth/balancer/requestid"
+	"berth/balancer/trust"
 	"berth/packaging/testenv"
 )
 
@@ -195,6 +199,9 @@ func BenchmarkProxyHello(b *testing.B) {
 		{"metrics", func(p *balancer.Pool, next balancer.Handler) balancer.Handler {
 			return metrics.New(metrics.Config{Pool: p}).Link(next)
 		}},
+		{"requestid+metrics", func(p *balancer.Pool, next balancer.Handler) balancer.Handler {
+			return requestid.New(metrics.New(metrics.Config{Pool: p}).Link(next), trust.List{})
+		}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			addr, _ := front(b, tc.wrap)
@@ -206,6 +213,7 @@ func BenchmarkProxyHello(b *testing.B) {
 			r := bufio.NewReader(c)
 			req := []byte("GET /hello HTTP/1.1\r\nHost: bench\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n")
 			b.ReportAllocs()
+			cpu0 := cpuTime()
 			for b.Loop() {
 				if _, err := c.Write(req); err != nil {
 					b.Fatal(err)
@@ -216,6 +224,9 @@ func BenchmarkProxyHello(b *testing.B) {
 				}
 				io.Copy(io.Discard, resp.Body)
 			}
+			// CPU time of the whole process (client, berth, workers) per
+			// request: steadier than wall time on a shared machine.
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
 		})
 	}
 }
@@ -236,4 +247,10 @@ func BenchmarkLink(b *testing.B) {
 	for b.Loop() {
 		l.ServeExchange(x)
 	}
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -19,6 +19,11 @@
 // A header's LOCAL command (the balancer's own health checks) keeps the
 // peer's own address.
 //
+// Behind this wrapper the front door's peer (Exchange.Peer) is the client
+// the header named, so the forwarding fields that client sends are
+// believed only if its own address is trusted: a balancer that speaks the
+// PROXY protocol needs to add no X-Forwarded-For.
+//
 //	berth serve --proxy-protocol --trusted-proxy 10.0.0.2
 package proxyprotocol
 
