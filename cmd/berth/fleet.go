@@ -221,7 +221,11 @@ func (d *daemon) fleetChain(next balancer.Handler) balancer.Handler {
 // fleetAdmin adds the fleet's endpoints to the admin API.
 func (d *daemon) fleetAdmin() {
 	h := d.fleet.health
-	d.admin.HandleAction("/drain", "draining: /readyz fails and the agent says drain; requests are still served", func(context.Context, *http.Request) error {
+	drained := "draining: /readyz fails and the agent says drain; requests are still served"
+	if d.cfg.StatusListen == "" && d.cfg.AgentListen == "" {
+		drained = "draining, but nothing tells a load balancer: this berth runs without --status-listen and --agent-listen"
+	}
+	d.admin.HandleAction("/drain", drained, func(context.Context, *http.Request) error {
 		if h.Drain() {
 			d.log.Info("draining", "by", "berth drain")
 		}
