@@ -95,9 +95,22 @@ func TestDrainUndrainAndSIGTERM(t *testing.T) {
 	if code, _ := get(t, nil, readyz); code != 200 {
 		t.Errorf("/readyz after berth undrain = %d, want 200", code)
 	}
-	out, err := exec.Command(berthBin, "metrics", "fleetshop").CombinedOutput()
+	out, err := exec.Command(berthBin, "metrics", "fleetshop").Output()
 	if err != nil || !strings.Contains(string(out), `berth_requests_total{app="fleetshop",code="2xx",method="GET",worker="w`) {
 		t.Errorf("berth metrics: %v\n%s", err, out)
+	}
+	// The whole scrape, with the Go and process series, as Prometheus's
+	// own checker sees it.
+	if promtool, err := exec.LookPath("promtool"); err == nil {
+		cmd := exec.Command(promtool, "check", "metrics")
+		cmd.Stdin = strings.NewReader(string(out))
+		if res, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool check metrics on berth metrics: %v\n%s", err, res)
+		}
+	} else if testenv.Strict() {
+		t.Error("promtool not installed (Debian package prometheus); BERTH_TEST_STRICT=1 makes this a failure")
+	} else {
+		t.Log("promtool not installed (Debian package prometheus): scrape not checked")
 	}
 
 	b.Signal(syscall.SIGTERM)
