@@ -417,3 +417,86 @@ func TestFleetBehindHAProxy(t *testing.T) {
 		t.Logf("killing host1's berth lost %d requests (bound %d): %q", lost, 2*conc, ld.errors())
 	}
 }
+
+// startNginx runs nginx with the README's stream block in lb's namespace,
+// listening on 10.231.0.2:80.
+func (l *lab) startNginx() {
+	l.t.Helper()
+	testenv.NeedCommand(l.t, "nginx")
+	const module = "/usr/lib/nginx/modules/ngx_stream_module.so"
+	_, err := os.Stat(module)
+	testenv.Need(l.t, err == nil, "nginx's stream module not installed (Debian package libnginx-mod-stream)")
+	readme := readmeBlock(l.t, "### nginx")
+	conf := strings.NewReplacer("listen 80;", "listen 10.231.0.2:80;", "10.0.1.1:", "10.231.1.1:", "10.0.2.1:", "10.231.2.1:").Replace(readme)
+	if conf == readme {
+		l.t.Fatalf("README's nginx configuration changed shape; the test cannot move it into its namespaces:\n%s", readme)
+	}
+	conf = fmt.Sprintf("load_module %s;\ndaemon off;\npid %s/nginx.pid;\nerror_log stderr;\nevents {}\n", module, l.dir) + conf
+	cfg := filepath.Join(l.dir, "nginx.conf")
+	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
+		l.t.Fatal(err)
+	}
+	cmd := exec.Command("ip", "netns", "exec", l.ns("lb"), "nginx", "-c", cfg, "-p", l.dir, "-e", "stderr")
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		l.t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	l.t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGQUIT) // graceful; the master ends its workers
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		if l.t.Failed() {
+			l.t.Logf("nginx output:\n%s", out.String())
+		}
+	})
+}
+
+// TestFleetBehindNginx: the README's nginx stream block in front of two
+// berths, with PROXY protocol v1.
+func TestFleetBehindNginx(t *testing.T) {
+	l := newLab(t)
+	t.Setenv("BERTH_RUNTIME_BASE", t.TempDir())
+	h1 := l.startHost(1)
+	l.startHost(2)
+	l.startNginx()
+
+	// nginx listens once it has read its configuration: wait for the
+	// first answer, within a deadline.
+	var body string
+	var err error
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		body, err = fromClient(l.ns("client"), func() (string, error) { return oneRequest("/whoami") })
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		<-tick.C
+	}
+	if err != nil {
+		t.Fatalf("request through nginx: %v", err)
+	}
+	var r echoReply
+	if err := json.Unmarshal([]byte(body), &r); err != nil {
+		t.Fatalf("%v in %q", err, body)
+	}
+	if r.XFF != "10.231.0.1" || r.RemoteAddress == nil || *r.RemoteAddress != "10.231.0.1" {
+		t.Errorf("app saw X-Forwarded-For %q, remoteAddress %v; want the client's 10.231.0.1", r.XFF, r.RemoteAddress)
+	}
+
+	h1.Signal(syscall.SIGKILL)
+	h1.Wait(10 * time.Second)
+	for i := 0; i < 20; i++ {
+		if _, err := fromClient(l.ns("client"), func() (string, error) { return oneRequest("/") }); err != nil {
+			t.Fatalf("request %d with host1's berth gone: %v", i, err)
+		}
+	}
+}
