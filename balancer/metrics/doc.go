@@ -23,5 +23,7 @@
 //	                                       restart and recycle once the spawner reports them
 //	worker_resident_memory_bytes{worker}   gauge, from /proc
 //	worker_cpu_seconds_total{worker}       counter, from /proc
+//	worker_recycles_total                  counter: workers replaced for a limit
+//	worker_restarts{worker}                gauge: restarts of a ready worker's slot
 //	draining                               gauge, 1 while draining
 package metrics

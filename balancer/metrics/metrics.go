@@ -25,6 +25,12 @@ type Config struct {
 	Workers func() map[string]int
 	// Draining reports whether berth is draining. If nil, never.
 	Draining func() bool
+	// Recycles reports how many workers were replaced for a limit since
+	// berth started (a counter). If nil, the series is absent.
+	Recycles func() int
+	// Restarts reports, per ready worker, how many times its slot was
+	// restarted after an exit. If nil, the series is absent.
+	Restarts func() map[string]int
 	// Proc is the /proc directory read for worker memory and CPU. If
 	// empty, "/proc"; "-" turns those series off.
 	Proc string
@@ -215,6 +221,8 @@ type poolCollector struct {
 	rss         *prometheus.Desc
 	cpu         *prometheus.Desc
 	draining    *prometheus.Desc
+	recycles    *prometheus.Desc
+	restarts    *prometheus.Desc
 }
 
 func (c *poolCollector) descs() {
@@ -225,12 +233,14 @@ func (c *poolCollector) descs() {
 		c.rss = prometheus.NewDesc("berth_worker_resident_memory_bytes", "A worker process's resident memory.", []string{"worker"}, c.constLabels)
 		c.cpu = prometheus.NewDesc("berth_worker_cpu_seconds_total", "CPU time (user and system) a worker process used.", []string{"worker"}, c.constLabels)
 		c.draining = prometheus.NewDesc("berth_draining", "1 while berth drains (berth drain, or stopping), else 0.", nil, c.constLabels)
+		c.recycles = prometheus.NewDesc("berth_worker_recycles_total", "Workers replaced for a limit (max requests, memory, blocked event loop).", nil, c.constLabels)
+		c.restarts = prometheus.NewDesc("berth_worker_restarts", "Times a ready worker's slot was restarted after an exit.", []string{"worker"}, c.constLabels)
 	})
 }
 
 func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	c.descs()
-	for _, d := range []*prometheus.Desc{c.queue, c.workers, c.inflight, c.rss, c.cpu, c.draining} {
+	for _, d := range []*prometheus.Desc{c.queue, c.workers, c.inflight, c.rss, c.cpu, c.draining, c.recycles, c.restarts} {
 		ch <- d
 	}
 }
@@ -276,6 +286,14 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 		d = 1
 	}
 	ch <- prometheus.MustNewConstMetric(c.draining, prometheus.GaugeValue, d)
+	if cfg.Recycles != nil {
+		ch <- prometheus.MustNewConstMetric(c.recycles, prometheus.CounterValue, float64(cfg.Recycles()))
+	}
+	if cfg.Restarts != nil {
+		for w, n := range cfg.Restarts() {
+			ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.GaugeValue, float64(n), w)
+		}
+	}
 }
 
 // Linux's USER_HZ, which /proc/PID/stat counts in; it is 100 on every

@@ -99,7 +99,11 @@ func scrape(t *testing.T, m *metrics.Metrics) string {
 func TestLinkCountsAndPromtoolAccepts(t *testing.T) {
 	var m *metrics.Metrics
 	addr, _ := front(t, func(p *balancer.Pool, next balancer.Handler) balancer.Handler {
-		m = metrics.New(metrics.Config{App: "shop", Pool: p, Workers: func() map[string]int { return map[string]int{"wanted": 2, "ready": 2} }})
+		m = metrics.New(metrics.Config{App: "shop", Pool: p,
+			Workers:  func() map[string]int { return map[string]int{"wanted": 2, "ready": 2} },
+			Recycles: func() int { return 3 },
+			Restarts: func() map[string]int { return map[string]int{"w1": 1, "w2": 0} },
+		})
 		return m.Link(next)
 	})
 	for range 5 {
@@ -145,6 +149,8 @@ func TestLinkCountsAndPromtoolAccepts(t *testing.T) {
 		`berth_worker_events_total{app="shop",event="spawn"} 1`,
 		`berth_worker_inflight{app="shop",worker="w1"} 0`,
 		`berth_draining{app="shop"} 0`,
+		`berth_worker_recycles_total{app="shop"} 3`,
+		`berth_worker_restarts{app="shop",worker="w1"} 1`,
 	} {
 		if !strings.Contains(out, want+"\n") {
 			t.Errorf("scrape lacks %q", want)

@@ -128,12 +128,16 @@ func runMetrics(args []string, stdout, stderr io.Writer) int {
 type fleet struct {
 	health  *health.Health
 	metrics *metrics.Metrics // nil when metrics are off
+	status  net.Listener     // nil without --status-listen
+	agent   net.Listener     // nil without --agent-listen
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
 }
 
-// startFleet makes the health state and metrics, and opens and serves the
-// status and agent listeners; closeFleet stops them.
+// startFleet makes the health state and metrics, and opens the status and
+// agent listeners (so that a bad address fails berth's start);
+// serveFleet serves them once the supervisor exists, and closeFleet
+// stops them.
 func (d *daemon) startFleet() error {
 	cfg := d.cfg
 	f := &fleet{}
@@ -144,7 +148,15 @@ func (d *daemon) startFleet() error {
 			Pool: d.pool,
 			Workers: func() map[string]int {
 				st := d.sup.Status()
-				return map[string]int{"wanted": st.Wanted, "ready": st.Ready}
+				return map[string]int{"wanted": st.Wanted, "ready": st.Ready, "starting": len(st.Starting)}
+			},
+			Recycles: func() int { return d.sup.Status().Recycles },
+			Restarts: func() map[string]int {
+				m := map[string]int{}
+				for _, w := range d.sup.Status().Workers {
+					m[w.Name] = w.Restarts
+				}
+				return m
 			},
 			Draining:          func() bool { return f.health.Draining() },
 			ProcessCollectors: true,
@@ -159,17 +171,33 @@ func (d *daemon) startFleet() error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	f.stop = stop
-	serveOn := func(addr, what string, serve func(context.Context, net.Listener) error) error {
+	open := func(addr, what string) (net.Listener, error) {
 		if addr == "" {
-			return nil
+			return nil, nil
 		}
 		l, err := health.Listen(addr)
 		if err != nil {
-			return fmt.Errorf("--%s: %w", what, err)
+			return nil, fmt.Errorf("--%s: %w", what, err)
 		}
 		d.log.Info("listening", "addr", l.Addr().String(), "for", what)
+		return l, nil
+	}
+	if f.status, err = open(cfg.StatusListen, "status-listen"); err != nil {
+		return err
+	}
+	f.agent, err = open(cfg.AgentListen, "agent-listen")
+	return err
+}
+
+// serveFleet serves the status and agent listeners until closeFleet.
+func (d *daemon) serveFleet() {
+	f := d.fleet
+	ctx, stop := context.WithCancel(context.Background())
+	f.stop = stop
+	serve := func(l net.Listener, what string, serve func(context.Context, net.Listener) error) {
+		if l == nil {
+			return
+		}
 		f.wg.Add(1)
 		go func() {
 			defer f.wg.Done()
@@ -177,19 +205,28 @@ func (d *daemon) startFleet() error {
 				d.log.Error("listener failed", "for", what, "err", err)
 			}
 		}()
-		return nil
 	}
-	if err := serveOn(cfg.StatusListen, "status-listen", f.health.ServeStatus); err != nil {
-		return err
-	}
-	return serveOn(cfg.AgentListen, "agent-listen", f.health.ServeAgent)
+	serve(f.status, "status-listen", f.health.ServeStatus)
+	serve(f.agent, "agent-listen", f.health.ServeAgent)
 }
 
+// closeFleet stops the status and agent listeners (or closes them, if
+// they were never served).
 func (d *daemon) closeFleet() {
-	if d.fleet != nil && d.fleet.stop != nil {
-		d.fleet.stop()
-		d.fleet.wg.Wait()
+	f := d.fleet
+	if f == nil {
+		return
 	}
+	if f.stop == nil {
+		for _, l := range []net.Listener{f.status, f.agent} {
+			if l != nil {
+				l.Close()
+			}
+		}
+		return
+	}
+	f.stop()
+	f.wg.Wait()
 }
 
 // fleetListeners wraps the public listeners for the PROXY protocol when

@@ -234,6 +234,7 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 		return d.requestRestart(ctx)
 	})
 	d.fleetAdmin()
+	d.serveFleet()
 	go d.admin.Serve()
 	return d, nil
 }
