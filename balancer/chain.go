@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/netip"
+	"time"
 
 	"berth/balancer/h1"
 )
@@ -51,6 +52,13 @@ type Exchange struct {
 	// W is where the response goes. A link may replace it with a wrapper
 	// for the rest of the chain.
 	W ResponseWriter
+	// Worker is the worker the Proxy carried the request to (the last
+	// one tried), nil when none took it or a link answered first.
+	// QueueWait is how long the request waited for a worker. The Proxy
+	// sets both, for the links around it (metrics, access log) to read
+	// once it returns.
+	Worker    *Upstream
+	QueueWait time.Duration
 
 	ctx  context.Context
 	conn *conn

@@ -59,10 +59,23 @@ func newConn(s *Server, c net.Conn, tls bool) *conn {
 	cn := &conn{s: s, c: c, tls: tls}
 	cn.cr.cn = cn
 	cn.rd = h1.NewReader(&cn.cr, s.cfg.Limits)
-	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-		cn.peer = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	}
 	return cn
+}
+
+// setPeer records the peer's address. It runs on the connection's own
+// goroutine, not the accept loop: behind a listener wrapper such as the
+// PROXY protocol's, RemoteAddr waits for the client's first bytes.
+func (cn *conn) setPeer() {
+	switch a := cn.c.RemoteAddr().(type) {
+	case *net.TCPAddr:
+		ap := a.AddrPort()
+		cn.peer = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	case *net.UnixAddr, nil:
+	default:
+		if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+			cn.peer = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+		}
+	}
 }
 
 // closeIfIdle ends a connection waiting for its next request (or, with
@@ -81,6 +94,7 @@ func (cn *conn) closeIfIdle(force bool) {
 func (cn *conn) serve() {
 	defer cn.s.forget(cn)
 	defer cn.close()
+	cn.setPeer()
 	cn.bw = bufWriters.Get().(*bufio.Writer)
 	cn.bw.Reset(cn.c)
 	defer func() {
@@ -408,6 +422,9 @@ func (w *clientWriter) reset(cn *conn) {
 
 // Status is the final status written, 0 before WriteHead.
 func (w *clientWriter) Status() int { return w.status }
+
+// Written is the number of body bytes written to the client.
+func (w *clientWriter) Written() int64 { return w.written }
 
 var (
 	hConnection    = []byte("Connection")

@@ -1,18 +1,19 @@
 package balancer
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"sync"
 	"syscall"
 	"time"
 
 	"berth/balancer/h1"
+	"berth/balancer/trust"
 )
 
 // ProxyConfig configures a Proxy. Pool is required.
@@ -25,6 +26,11 @@ type ProxyConfig struct {
 	// refuses the connection (not one byte of the request reached the
 	// app). If zero, 3.
 	Attempts int
+	// Trusted lists the proxies in front of berth whose forwarding
+	// fields (X-Forwarded-For/-Proto/-Host, Forwarded) are kept and
+	// extended; every other peer's are replaced, never extended. The zero
+	// value trusts loopback and Unix-socket peers.
+	Trusted trust.List
 	// Log receives one line per failed request. If nil, nothing is logged.
 	Log *slog.Logger
 
@@ -100,11 +106,14 @@ func (p *Proxy) ServeExchange(x *Exchange) {
 		sticky = cookieValue(x.Req.Header, p.cfg.StickyCookie)
 	}
 	for i := 1; ; i++ {
+		t0 := time.Now()
 		up, err := p.cfg.Pool.AcquirePreferring(x.Context(), sticky, tried)
+		x.QueueWait += time.Since(t0)
 		if err != nil {
 			p.unavailable(x, err, tried)
 			return
 		}
+		x.Worker = up
 		res := p.forward(x, up, i >= p.cfg.Attempts, sticky)
 		p.cfg.Pool.Release(up)
 		switch res {
@@ -135,7 +144,7 @@ func (p *Proxy) forward(x *Exchange, up *Upstream, lastTry bool, sticky []byte) 
 	uc.got = 0
 
 	req := x.Req
-	writeRequestHead(uc, x)
+	writeRequestHead(uc, x, p.cfg.Trusted.Trusts(x.Peer))
 	hasBody := req.ContentLength != 0
 	if hasBody {
 		// The head goes first on its own: if the worker's connection
@@ -450,24 +459,27 @@ func hopByHop(name []byte) bool {
 		return equalFold(name, "Expect")
 	case 7:
 		return equalFold(name, "Upgrade") || equalFold(name, "Trailer")
+	case 9:
+		return equalFold(name, "Forwarded")
 	case 10:
 		return equalFold(name, "Connection") || equalFold(name, "Keep-Alive")
 	case 14:
 		return equalFold(name, "Content-Length")
+	case 15:
+		return equalFold(name, "X-Forwarded-For")
 	case 16:
-		return equalFold(name, "Proxy-Connection") || equalFold(name, "X-Forwarded-For")
+		return equalFold(name, "Proxy-Connection") || equalFold(name, "X-Forwarded-Host")
 	case 17:
-		return equalFold(name, "Transfer-Encoding") || equalFold(name, "X-Forwarded-Host")
-	case 18:
-		return equalFold(name, "X-Forwarded-Proto")
+		return equalFold(name, "Transfer-Encoding") || equalFold(name, "X-Forwarded-Proto")
 	}
 	return false
 }
 
 // writeRequestHead writes the request head for the worker: the client's
 // fields less hop-by-hop ones, the forwarding fields, and berth's own
-// framing.
-func writeRequestHead(uc *upConn, x *Exchange) {
+// framing. A trusted peer's forwarding fields are kept and extended with
+// what berth saw; anyone else's are replaced.
+func writeRequestHead(uc *upConn, x *Exchange, trusted bool) {
 	bw, req := uc.bw, x.Req
 	host := req.Header.Get("Host")
 	bw.Write(req.Method)
@@ -480,7 +492,6 @@ func writeRequestHead(uc *upConn, x *Exchange) {
 	} else {
 		bw.WriteString(" HTTP/1.1\r\n")
 	}
-	trusted := trustedPeer(x.Peer)
 	conns := req.Header.Has("Connection")
 	for _, f := range req.Header {
 		if hopByHop(f.Name) || conns && connectionNames(req.Header, f.Name) {
@@ -522,6 +533,7 @@ func writeRequestHead(uc *upConn, x *Exchange) {
 		bw.WriteString("\r\nX-Forwarded-Host: ")
 		bw.Write(host)
 	}
+	writeForwarded(bw, x, trusted, host, scratch)
 	bw.WriteString("\r\n")
 	switch {
 	case req.Upgrade:
@@ -540,11 +552,49 @@ func writeRequestHead(uc *upConn, x *Exchange) {
 	bw.WriteString("\r\n")
 }
 
-// trustedPeer reports whether the connection's peer is a proxy in front
-// of berth whose forwarding fields are kept: one on loopback, or on a Unix
-// socket (no address).
-func trustedPeer(peer netip.AddrPort) bool {
-	return !peer.IsValid() || peer.Addr().IsLoopback()
+// writeForwarded writes the Forwarded field of RFC 7239: a trusted
+// peer's elements, then one for the hop that reached berth.
+func writeForwarded(bw *bufio.Writer, x *Exchange, trusted bool, host, scratch []byte) {
+	bw.WriteString("\r\nForwarded: ")
+	if trusted {
+		for _, f := range x.Req.Header {
+			if equalFold(f.Name, "Forwarded") && len(f.Value) > 0 {
+				bw.Write(f.Value)
+				bw.WriteString(", ")
+			}
+		}
+	}
+	bw.WriteString("for=")
+	switch {
+	case !x.Client.IsValid():
+		bw.WriteString("unknown")
+	case x.Client.Addr().Is4():
+		bw.Write(x.Client.Addr().AppendTo(scratch))
+	default:
+		bw.WriteString(`"[`)
+		bw.Write(x.Client.Addr().AppendTo(scratch))
+		bw.WriteString(`]"`)
+	}
+	if len(host) > 0 && quotable(host) {
+		bw.WriteString(`;host="`)
+		bw.Write(host)
+		bw.WriteByte('"')
+	}
+	if x.TLS {
+		bw.WriteString(";proto=https")
+	} else {
+		bw.WriteString(";proto=http")
+	}
+}
+
+// quotable reports whether b can go in a quoted-string as it is.
+func quotable(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c == 0x7f || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // tunnel joins the client and the worker after a protocol switch

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"berth/balancer/trust"
 )
 
 // serveConfig is everything `berth serve` is told, from flags and from the
@@ -57,6 +59,15 @@ type serveConfig struct {
 	MaxRequestTime     time.Duration
 	StickySessions     bool
 	StickyCookie       string
+	// In a fleet behind a load balancer (fleet.go).
+	TrustedProxy  stringList
+	ProxyProtocol bool
+	StatusListen  string
+	AgentListen   string
+	Metrics       bool
+	AccessLog     bool
+	DrainDelay    time.Duration
+	trusted       trust.List // TrustedProxy, parsed by validate
 }
 
 // configFile is the optional per-app settings file in the app directory.
@@ -123,6 +134,7 @@ func serveCommand(c *serveConfig) *command {
 	fs.BoolVar(&c.StickySessions, "sticky-sessions", false, "send a client back to the worker that answered it before (a cookie names the worker), e.g. for socket.io's polling transport")
 	fs.StringVar(&c.StickyCookie, "sticky-sessions-cookie-name", "berth_route", "the cookie --sticky-sessions sets")
 	fs.DurationVar(&c.ExitIdleTime, "exit-idle-time", 0, "under socket activation, exit after this long without a request (systemd starts berth again on the next connection; 0: never)")
+	fleetFlags(fs, c)
 	return cmd
 }
 
@@ -418,6 +430,9 @@ func (c *serveConfig) validate(set map[string]bool) error {
 	}
 	if _, err := parseBytes(c.MemoryLimit); err != nil {
 		return fmt.Errorf("--memory-limit: %w", err)
+	}
+	if err := c.validateFleet(); err != nil {
+		return err
 	}
 	if c.PortEnv && c.AppType != "generic" {
 		return errors.New("--port-env is for generic apps: add --app-type generic --command '…'")

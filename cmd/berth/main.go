@@ -20,6 +20,9 @@ Commands:
   serve [APP_DIR]   serve the app on several workers behind one port
   status [NAME]     list the apps running here, or show one app's workers (--json)
   restart [NAME]    restart the workers one by one, without dropping requests
+  drain [NAME]      tell the load balancer to stop sending (/readyz, agent); keep serving
+  undrain [NAME]    reverse a drain
+  metrics [NAME]    print the Prometheus metrics of a running berth
   init APP_DIR --name NAME --port N
                     write NAME.socket and NAME.service for systemd (--listen ADDR)
   logs NAME [-f]    show berth's and its workers' logs from the journal
@@ -49,6 +52,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runStatus(args[1:], stdout, stderr)
 	case "restart":
 		return runRestart(args[1:], stdout, stderr)
+	case "drain", "undrain":
+		return runDrain(args[0], args[1:], stdout, stderr)
+	case "metrics":
+		return runMetrics(args[1:], stdout, stderr)
 	case "init":
 		return runInit(args[1:], stdout, stderr)
 	case "logs":

@@ -19,6 +19,7 @@ import (
 
 	"berth/activation"
 	"berth/balancer"
+	"berth/balancer/metrics"
 	"berth/spawner"
 	"berth/spawner/loader"
 )
@@ -82,6 +83,7 @@ type daemon struct {
 	front    *balancer.Server
 	admin    *balancer.Admin
 	sup      *spawner.Supervisor
+	fleet    *fleet
 
 	// hurry ends when berth must stop at once (a second signal): worker
 	// stops stop waiting and kill.
@@ -131,6 +133,7 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 		netListeners = append(netListeners, l)
 		listenNames = append(listenNames, l.Addr().String())
 	}
+	netListeners = fleetListeners(cfg, netListeners)
 
 	rundir, cleanup, err := makeRuntimeDir(cfg.Name)
 	if err != nil {
@@ -153,6 +156,10 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 	ups := newUpstreams(d.pool, cfg.StopTimeout)
 	d.healthCtx, d.stopHealth = context.WithCancel(context.Background())
 	d.health = newWorkerHealth(d.healthCtx, d.pool, ups, cfg.MaxBlocked, log)
+	if err := d.startFleet(); err != nil {
+		return nil, err
+	}
+	ups.metrics = d.fleet.metrics
 	chain, err := handlerChain(cfg, d.pool, d.health, func() string {
 		// Requests come only once the supervisor exists (start begins
 		// serving after it is made).
@@ -161,6 +168,7 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 	if err != nil {
 		return nil, err
 	}
+	chain = d.fleetChain(chain)
 	d.front, err = balancer.NewServer(balancer.ServerConfig{Handler: chain, Listeners: netListeners, Log: log})
 	if err != nil {
 		return nil, err
@@ -225,6 +233,8 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 	d.admin.HandleAction("/restart", "restarted", func(ctx context.Context, _ *http.Request) error {
 		return d.requestRestart(ctx)
 	})
+	d.fleetAdmin()
+	d.serveFleet()
 	go d.admin.Serve()
 	return d, nil
 }
@@ -234,7 +244,7 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 // limits, metrics) wrap the proxy here, outermost first.
 func handlerChain(cfg *serveConfig, pool *balancer.Pool, health *workerHealth, explain func() string, log *slog.Logger) (balancer.Handler, error) {
 	pc := balancer.ProxyConfig{Pool: pool, App: cfg.Name, Log: log, Explain: explain,
-		MaxRequestTime: cfg.MaxRequestTime, OnTimeout: health.onTimeout, OnOOB: health.onOOB}
+		MaxRequestTime: cfg.MaxRequestTime, OnTimeout: health.onTimeout, OnOOB: health.onOOB, Trusted: cfg.trusted}
 	if cfg.StickySessions {
 		pc.StickyCookie = cfg.StickyCookie
 	}
@@ -281,6 +291,7 @@ func (d *daemon) close() {
 	if d.front != nil {
 		d.front.Close()
 	}
+	d.closeFleet()
 	if d.supDone != nil {
 		d.stopWorkers()
 		<-d.supDone
@@ -406,7 +417,7 @@ loop:
 				}
 				continue
 			}
-			log.Info("shutting down", "signal", sig.String(), "timeout", cfg.ShutdownTimeout.String())
+			log.Info("shutting down", "signal", sig.String(), "timeout", cfg.ShutdownTimeout.String(), "drain_delay", cfg.DrainDelay.String())
 			break loop
 		}
 	}
@@ -422,6 +433,7 @@ loop:
 			}
 		}
 	}()
+	d.drainBeforeShutdown()
 	sctx, cancel := context.WithTimeout(d.hurry, cfg.ShutdownTimeout)
 	err := d.front.Shutdown(sctx)
 	cancel()
@@ -453,9 +465,10 @@ func poolLoad(p *balancer.Pool) spawner.Load {
 type upstreams struct {
 	pool *balancer.Pool
 	// drain bounds how long a worker leaving service is waited for.
-	drain time.Duration
-	mu    sync.Mutex // protects m
-	m     map[spawner.Worker]*balancer.Upstream
+	drain   time.Duration
+	metrics *metrics.Metrics // nil when metrics are off
+	mu      sync.Mutex       // protects m
+	m       map[spawner.Worker]*balancer.Upstream
 }
 
 func newUpstreams(p *balancer.Pool, drain time.Duration) *upstreams {
@@ -469,6 +482,9 @@ func (u *upstreams) add(w spawner.Worker) {
 	u.m[w] = up
 	u.mu.Unlock()
 	u.pool.Add(up)
+	if u.metrics != nil {
+		u.metrics.CountEvent(metrics.EventSpawn)
+	}
 }
 
 func (u *upstreams) remove(w spawner.Worker) {
@@ -482,6 +498,10 @@ func (u *upstreams) remove(w spawner.Worker) {
 		ctx, cancel := context.WithTimeout(context.Background(), u.drain)
 		defer cancel()
 		u.pool.Drain(ctx, up)
+		if u.metrics != nil {
+			u.metrics.CountEvent(metrics.EventExit)
+			u.metrics.Forget(up)
+		}
 	}
 }
 

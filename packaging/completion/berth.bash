@@ -17,12 +17,14 @@ _berth() {
 	local cur prev words cword
 	_init_completion || return
 
-	local commands="serve init status restart logs version help"
+	local commands="serve init status restart drain undrain metrics logs version help"
 	local serve_flags="--name --port --listen --workers --min-workers --max-workers
 		--startup-file --spawn-timeout --shutdown-timeout --stop-timeout
 		--queue-timeout --max-queue --idle-timeout --app-type --command --port-env
 		--node --node-arg --env --spawner --user --group --memory-max --cpu-quota
-		--tasks-max --no-sandbox --log-level --log-file"
+		--tasks-max --no-sandbox --log-level --log-file
+		--trusted-proxy --proxy-protocol --status-listen --agent-listen --metrics
+		--access-log --drain-delay"
 	local init_flags="--port --listen --name --user --stdout --force --berth"
 	local status_flags="--json"
 	local restart_flags="--timeout"
@@ -75,7 +77,8 @@ _berth() {
 		--name | --port | --listen | --workers | --min-workers | --max-workers | \
 			--spawn-timeout | --shutdown-timeout | --stop-timeout | --queue-timeout | \
 			--max-queue | --idle-timeout | --command | --node-arg | --env | \
-			--memory-max | --cpu-quota | --tasks-max)
+			--memory-max | --cpu-quota | --tasks-max | --trusted-proxy | \
+			--status-listen | --agent-listen | --drain-delay)
 			return
 			;;
 		esac
@@ -108,6 +111,9 @@ _berth() {
 		else
 			mapfile -t COMPREPLY < <(compgen -W "$(_berth_apps)" -- "$cur")
 		fi
+		;;
+	drain | undrain | metrics)
+		mapfile -t COMPREPLY < <(compgen -W "$(_berth_apps)" -- "$cur")
 		;;
 	logs)
 		[[ $prev == -n ]] && return
