@@ -24,9 +24,11 @@ _berth() {
 		--node --node-arg --env --spawner --user --group --memory-max --cpu-quota
 		--tasks-max --no-sandbox --log-level --log-file
 		--trusted-proxy --proxy-protocol --status-listen --agent-listen --metrics
-		--access-log --drain-delay"
+		--access-log --drain-delay --max-blocked --max-request-time --max-requests
+		--memory-limit --sticky-sessions --sticky-sessions-cookie-name
+		--exit-idle-time --friendly-error-pages"
 	local init_flags="--port --listen --name --user --stdout --force --berth"
-	local status_flags="--json"
+	local status_flags="--json --memory"
 	local restart_flags="--timeout"
 	local logs_flags="-f -n --user"
 
