@@ -248,10 +248,22 @@ func (c *Cache) coalesce(next balancer.Handler, x *balancer.Exchange, h *head, k
 		if leader {
 			stored := false
 			defer func() { c.st.land(fkey, f, stored) }()
-			stored = c.fetch(next, x, h, key, old, nil)
+			stored = c.fetch(next, x, h, key, old, f)
 			return
 		}
-		if !c.wait(x, f) || !f.stored {
+		if !c.wait(x, f) {
+			break
+		}
+		if f.errStatus != 0 && old != nil {
+			// The app failed the leader, who got the stale entry:
+			// so do the waiters, rather than each trying again.
+			if age := old.age(time.Now()); c.staleOK(old, age-old.lifetime, f.errStatus) {
+				c.stale.Add(1)
+				c.answerStale(x.W, old, h, age, false, f.errStatus)
+				return
+			}
+		}
+		if !f.stored {
 			break
 		}
 		var vb [128]byte
@@ -295,9 +307,10 @@ func (c *Cache) wait(x *balancer.Exchange, f *flight) bool {
 
 // fetch sends the request on to the app through a recorder that passes the
 // response to the client and stores it if the policy allows. old is the
-// entry being revalidated or refreshed (nil on a plain miss). It reports
-// whether a response was stored.
-func (c *Cache) fetch(next balancer.Handler, x *balancer.Exchange, h *head, key []byte, old *entry, _ *flight) bool {
+// entry being revalidated or refreshed (nil on a plain miss); f is the
+// flight this request leads, if any. It reports whether a response was
+// stored.
+func (c *Cache) fetch(next balancer.Handler, x *balancer.Exchange, h *head, key []byte, old *entry, f *flight) bool {
 	c.misses.Add(1)
 	r := &recorder{c: c, w: x.W, h: *h, old: old, get: string(x.Req.Method) == "GET"}
 	r.key = string(key)
@@ -320,6 +333,9 @@ func (c *Cache) fetch(next balancer.Handler, x *balancer.Exchange, h *head, key 
 	defer func() { x.W = r.w }()
 	next.ServeExchange(x)
 	stored := r.finish()
+	if f != nil {
+		f.errStatus = r.errStatus
+	}
 	if old != nil && !stored {
 		old.refreshing.Store(false)
 	}
@@ -490,6 +506,9 @@ type recorder struct {
 	body    []byte
 	ended   bool // the link below said the body is complete
 	updated bool // a 304 refreshed old in the store
+	// errStatus is the app's error status when the client got the stale
+	// entry instead.
+	errStatus int
 }
 
 // BodyComplete tells the recorder that the response body was read to its
@@ -511,6 +530,7 @@ func (r *recorder) WriteHead(resp *h1.Response) error {
 		age := r.old.age(now)
 		if c.staleOK(r.old, age-r.old.lifetime, resp.Status) {
 			r.swallow = true
+			r.errStatus = resp.Status
 			c.stale.Add(1)
 			return c.answerStale(r.w, r.old, &r.h, age, !r.get, resp.Status)
 		}
@@ -554,6 +574,7 @@ func (r *recorder) WriteHead(resp *h1.Response) error {
 // old with the 304's fields (§4.3.4) unless the 304 carries a cookie.
 // The cookie, if any, is this client's own, and goes to it alone.
 func (r *recorder) revalidated(resp *h1.Response, now time.Time) error {
+	cookie := hasField(resp.Header, "set-cookie") || hasField(resp.Header, "set-cookie2")
 	c, old := r.c, r.old
 	merged := make(h1.Fields, 0, len(old.header)+len(resp.Header))
 	for _, f := range old.header {
@@ -568,7 +589,7 @@ func (r *recorder) revalidated(resp *h1.Response, now time.Time) error {
 	}
 	d := evaluate(reqFacts{get: true, authorization: r.h.auth, noStore: r.h.noStore}, old.status, merged, r.reqTime, now)
 	cs := csStale
-	if d.store {
+	if d.store && !cookie {
 		e := newEntry(old.primary, old.variant, old.status, merged, d, now)
 		e.body = old.body
 		e.size += int64(len(e.body))
@@ -582,7 +603,7 @@ func (r *recorder) revalidated(resp *h1.Response, now time.Time) error {
 	// 304 had one) with the stored body.
 	out := append(h1.Fields(nil), merged...)
 	for _, f := range resp.Header {
-		if equalFold(f.Name, "set-cookie") {
+		if equalFold(f.Name, "set-cookie") || equalFold(f.Name, "set-cookie2") {
 			out = append(out, f)
 		}
 	}

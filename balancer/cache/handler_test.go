@@ -545,6 +545,39 @@ func TestStaleIfError(t *testing.T) {
 	})
 }
 
+func TestCoalescingOutage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var gate chan struct{}
+		a := &app{respond: func(n int64, _ *balancer.Exchange) (int, []string, string) {
+			if n == 1 {
+				return 200, []string{"Cache-Control", "max-age=1", "ETag", `"e"`}, "page"
+			}
+			<-gate
+			return 503, nil, "no worker"
+		}}
+		h := newCache(t, Config{}).Wrap(a)
+		do(h, "GET", "/")
+		time.Sleep(10 * time.Second)
+		gate = make(chan struct{})
+		ws := make([]*recW, 20)
+		var wg sync.WaitGroup
+		for i := range ws {
+			wg.Go(func() { ws[i] = do(h, "GET", "/") })
+		}
+		synctest.Wait()
+		close(gate)
+		wg.Wait()
+		for _, w := range ws {
+			if w.status() != 200 || string(w.body) != "page" {
+				t.Fatalf("%d %q", w.status(), w.body)
+			}
+		}
+		if n := a.calls.Load(); n != 2 {
+			t.Errorf("%d app requests during the outage, want 1", n-1)
+		}
+	})
+}
+
 func TestStaleOnOutage(t *testing.T) {
 	for _, tt := range []struct {
 		name, cc string
@@ -839,8 +872,8 @@ func TestRevalidation(t *testing.T) {
 		// A 304 with a cookie: that client gets it, the store does not.
 		time.Sleep(20 * time.Second)
 		w = do(h, "GET", "/")
-		if w.get("Set-Cookie") != "sid=3" || string(w.body) != "page" {
-			t.Fatalf("304 with cookie: %q %q", w.get("Set-Cookie"), w.body)
+		if w.get("Set-Cookie") != "sid=3" || string(w.body) != "page" || w.get("Cache-Status") != "berth; fwd=stale; fwd-status=304" {
+			t.Fatalf("304 with cookie: %q %q %q", w.get("Set-Cookie"), w.body, w.get("Cache-Status"))
 		}
 		w = do(h, "GET", "/")
 		if w.get("Set-Cookie") != "" {

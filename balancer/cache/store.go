@@ -274,8 +274,10 @@ func (s *store) purge(host, prefix string) int {
 // flight is one request to the app that concurrent misses for the same
 // key wait for.
 type flight struct {
-	done   chan struct{} // closed when the response is stored or known not storable
-	stored bool          // set before done is closed
+	done chan struct{} // closed when the response is stored or known not storable
+	// Set before done is closed:
+	stored    bool // the response was stored
+	errStatus int  // the app failed with this status and the leader got a stale entry
 }
 
 // join returns the flight for key and whether the caller leads it (and
