@@ -79,6 +79,9 @@ type Cache struct {
 
 	bufs sync.Pool // of *outBuf, for answers from entries
 	tags sync.Pool // of *tagger, for bypassed requests
+
+	// Field names the cache adds, made once (never written to).
+	nameAge, nameCacheStatus []byte
 }
 
 // New returns a Cache.
@@ -114,7 +117,8 @@ func New(cfg Config) (*Cache, error) {
 		}
 	}
 	cfg.VaryCookies = append([]string(nil), cfg.VaryCookies...)
-	c := &Cache{cfg: cfg, st: newStore(cfg.MaxBytes, cfg.StaleOnOutage), log: cfg.Log}
+	c := &Cache{cfg: cfg, st: newStore(cfg.MaxBytes, cfg.StaleOnOutage), log: cfg.Log,
+		nameAge: []byte("Age"), nameCacheStatus: []byte("Cache-Status")}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
@@ -404,7 +408,7 @@ func (t *tagger) WriteHead(resp *h1.Response) error {
 			}
 		}
 	}
-	resp.Header.Add([]byte("Cache-Status"), []byte(csBypass))
+	resp.Header.Add(t.c.nameCacheStatus, []byte(csBypass))
 	return t.w.WriteHead(resp)
 }
 
@@ -419,11 +423,6 @@ type outBuf struct {
 	age    [20]byte
 	status [96]byte
 }
-
-var (
-	nameAge         = []byte("Age")
-	nameCacheStatus = []byte("Cache-Status")
-)
 
 // answer writes e to w: a 304 when the request's validators match (RFC
 // 9110 §13.2.2), the head only if headOnly (HEAD). cs is the Cache-Status value;
@@ -449,7 +448,7 @@ func (c *Cache) write(w balancer.ResponseWriter, e *entry, h *head, age time.Dur
 	}
 	b.fields = append(b.fields[:0], fields...)
 	secs := int64(age / time.Second)
-	b.fields = append(b.fields, h1.Field{Name: nameAge, Value: strconv.AppendInt(b.age[:0], secs, 10)})
+	b.fields = append(b.fields, h1.Field{Name: c.nameAge, Value: strconv.AppendInt(b.age[:0], secs, 10)})
 	st := append(b.status[:0], cs...)
 	if fwdStatus != 0 {
 		st = append(st, "; fwd-status="...)
@@ -459,7 +458,7 @@ func (c *Cache) write(w balancer.ResponseWriter, e *entry, h *head, age time.Dur
 		st = append(st, "; ttl="...)
 		st = strconv.AppendInt(st, int64((e.lifetime-age)/time.Second), 10)
 	}
-	b.fields = append(b.fields, h1.Field{Name: nameCacheStatus, Value: st})
+	b.fields = append(b.fields, h1.Field{Name: c.nameCacheStatus, Value: st})
 	b.resp = h1.Response{Minor: 1, Status: status, Header: b.fields, ContentLength: n}
 	err := w.WriteHead(&b.resp)
 	if err == nil && !headOnly && n > 0 {
@@ -566,7 +565,7 @@ func (r *recorder) WriteHead(resp *h1.Response) error {
 	case r.rec && cl >= 0:
 		cs = csMissStored
 	}
-	resp.Header.Add(nameCacheStatus, []byte(cs))
+	resp.Header.Add(c.nameCacheStatus, []byte(cs))
 	return r.w.WriteHead(resp)
 }
 
@@ -609,8 +608,8 @@ func (r *recorder) revalidated(resp *h1.Response, now time.Time) error {
 	}
 	age := old.age(now)
 	out = append(out,
-		h1.Field{Name: nameAge, Value: strconv.AppendInt(nil, int64(age/time.Second), 10)},
-		h1.Field{Name: nameCacheStatus, Value: []byte(cs + "; fwd-status=304")})
+		h1.Field{Name: c.nameAge, Value: strconv.AppendInt(nil, int64(age/time.Second), 10)},
+		h1.Field{Name: c.nameCacheStatus, Value: []byte(cs + "; fwd-status=304")})
 	err := r.w.WriteHead(&h1.Response{Minor: 1, Status: old.status, Header: out, ContentLength: int64(len(old.body))})
 	if err == nil && r.get && len(old.body) > 0 {
 		_, err = r.w.Write(old.body)
