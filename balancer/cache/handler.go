@@ -455,8 +455,15 @@ func (c *Cache) write(w balancer.ResponseWriter, e *entry, h *head, age time.Dur
 		st = strconv.AppendInt(st, int64(fwdStatus), 10)
 	}
 	if ttl {
+		// Remaining freshness in whole seconds, rounded down: a stale
+		// entry's is negative (RFC 9211 §2.5).
+		left := e.lifetime - age
+		secs := int64(left / time.Second)
+		if left < 0 && left%time.Second != 0 {
+			secs--
+		}
 		st = append(st, "; ttl="...)
-		st = strconv.AppendInt(st, int64((e.lifetime-age)/time.Second), 10)
+		st = strconv.AppendInt(st, secs, 10)
 	}
 	b.fields = append(b.fields, h1.Field{Name: c.nameCacheStatus, Value: st})
 	b.resp = h1.Response{Minor: 1, Status: status, Header: b.fields, ContentLength: n}

@@ -33,8 +33,9 @@ type appStatus struct {
 	// Recycles counts workers replaced for --max-requests/--memory-limit.
 	Recycles int `json:"recycles"`
 	// Memory (bytes) and CPUSeconds are berth's own process.
-	Memory     uint64  `json:"memory"`
-	CPUSeconds float64 `json:"cpu_seconds"`
+	Memory     uint64       `json:"memory"`
+	CPUSeconds float64      `json:"cpu_seconds"`
+	Cache      *cacheStatus `json:"cache,omitempty"` // nil with --cache=off
 }
 
 type workerStatus struct {

@@ -68,6 +68,13 @@ type serveConfig struct {
 	AccessLog     bool
 	DrainDelay    time.Duration
 	trusted       trust.List // TrustedProxy, parsed by validate
+	// The response cache.
+	Cache            string
+	CacheSize        string
+	CacheMaxEntry    string
+	CacheVaryCookies stringList
+	cacheBytes       int64 // CacheSize, parsed by validate
+	cacheEntryBytes  int64 // CacheMaxEntry, parsed by validate
 }
 
 // configFile is the optional per-app settings file in the app directory.
@@ -135,6 +142,10 @@ func serveCommand(c *serveConfig) *command {
 	fs.StringVar(&c.StickyCookie, "sticky-sessions-cookie-name", "berth_route", "the cookie --sticky-sessions sets")
 	fs.DurationVar(&c.ExitIdleTime, "exit-idle-time", 0, "under socket activation, exit after this long without a request (systemd starts berth again on the next connection; 0: never)")
 	fleetFlags(fs, c)
+	fs.StringVar(&c.Cache, "cache", "on", "response cache: on, or off (the app opts in per response with Cache-Control max-age/s-maxage or Expires)")
+	fs.StringVar(&c.CacheSize, "cache-size", "64M", "response cache: memory for stored responses, bytes or with K, M, G suffix")
+	fs.StringVar(&c.CacheMaxEntry, "cache-max-entry", "1M", "response cache: largest body stored; larger responses stream through uncached")
+	fs.Var(&c.CacheVaryCookies, "cache-vary-cookie", "response cache: cookie whose value is part of every cache key, so that requests with the same value share entries (repeatable)")
 	return cmd
 }
 
@@ -433,6 +444,30 @@ func (c *serveConfig) validate(set map[string]bool) error {
 	}
 	if err := c.validateFleet(); err != nil {
 		return err
+	}
+	switch c.Cache {
+	case "on", "off":
+	default:
+		return fmt.Errorf("--cache %q: want on or off", c.Cache)
+	}
+	for _, sz := range []struct {
+		name string
+		v    string
+		dst  *int64
+	}{{"cache-size", c.CacheSize, &c.cacheBytes}, {"cache-max-entry", c.CacheMaxEntry, &c.cacheEntryBytes}} {
+		n, err := parseBytes(sz.v)
+		if err != nil || n == 0 || n > 1<<40 {
+			return fmt.Errorf("--%s %q: want a positive size such as 64M", sz.name, sz.v)
+		}
+		*sz.dst = int64(n)
+	}
+	if c.cacheEntryBytes > c.cacheBytes {
+		return fmt.Errorf("--cache-max-entry %s is more than --cache-size %s", c.CacheMaxEntry, c.CacheSize)
+	}
+	for _, n := range c.CacheVaryCookies {
+		if n == "" || strings.ContainsAny(n, "=;, \t\"") {
+			return fmt.Errorf("--cache-vary-cookie %q: want a cookie name", n)
+		}
 	}
 	if c.PortEnv && c.AppType != "generic" {
 		return errors.New("--port-env is for generic apps: add --app-type generic --command '…'")

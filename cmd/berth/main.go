@@ -23,6 +23,8 @@ Commands:
   drain [NAME]      tell the load balancer to stop sending (/readyz, agent); keep serving
   undrain [NAME]    reverse a drain
   metrics [NAME]    print the Prometheus metrics of a running berth
+  cache purge [NAME] [PATH-PREFIX]
+                    drop the app's cached responses (under PATH-PREFIX)
   init APP_DIR --name NAME --port N
                     write NAME.socket and NAME.service for systemd (--listen ADDR)
   logs NAME [-f]    show berth's and its workers' logs from the journal
@@ -56,6 +58,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runDrain(args[0], args[1:], stdout, stderr)
 	case "metrics":
 		return runMetrics(args[1:], stdout, stderr)
+	case "cache":
+		return runCache(args[1:], stdout, stderr)
 	case "init":
 		return runInit(args[1:], stdout, stderr)
 	case "logs":

@@ -19,6 +19,7 @@ import (
 
 	"berth/activation"
 	"berth/balancer"
+	"berth/balancer/cache"
 	"berth/balancer/metrics"
 	"berth/spawner"
 	"berth/spawner/loader"
@@ -81,6 +82,7 @@ type daemon struct {
 	notifier *activation.Notifier
 	pool     *balancer.Pool
 	front    *balancer.Server
+	cache    *cache.Cache // nil with --cache=off
 	admin    *balancer.Admin
 	sup      *spawner.Supervisor
 	fleet    *fleet
@@ -160,7 +162,7 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 		return nil, err
 	}
 	ups.metrics = d.fleet.metrics
-	chain, err := handlerChain(cfg, d.pool, d.health, func() string {
+	chain, err := d.handlerChain(cfg, d.pool, d.health, func() string {
 		// Requests come only once the supervisor exists (start begins
 		// serving after it is made).
 		return waitingText(d.sup.Status(), cfg.FriendlyErrorPages)
@@ -228,8 +230,11 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 	d.admin.HandleJSON("/status", func() any {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		return buildStatus(cfg.Name, since, listenNames, spawnerName, d.sup.StatusWithUsage(ctx), d.pool)
+		s := buildStatus(cfg.Name, since, listenNames, spawnerName, d.sup.StatusWithUsage(ctx), d.pool)
+		s.Cache = statusOfCache(d.cache, cfg.cacheBytes)
+		return s
 	})
+	d.admin.Handle("POST /cache/purge", handlePurge(d.cache))
 	d.admin.HandleAction("/restart", "restarted", func(ctx context.Context, _ *http.Request) error {
 		return d.requestRestart(ctx)
 	})
@@ -240,9 +245,10 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 }
 
 // handlerChain builds the links every request passes, ending in the proxy.
-// Links that later features add (response cache, static files, buffering,
-// limits, metrics) wrap the proxy here, outermost first.
-func handlerChain(cfg *serveConfig, pool *balancer.Pool, health *workerHealth, explain func() string, log *slog.Logger) (balancer.Handler, error) {
+// Links that later features add (static files, buffering, limits,
+// metrics) wrap the proxy here, outermost first. The response cache is
+// the outermost so far: a hit takes nothing else.
+func (d *daemon) handlerChain(cfg *serveConfig, pool *balancer.Pool, health *workerHealth, explain func() string, log *slog.Logger) (balancer.Handler, error) {
 	pc := balancer.ProxyConfig{Pool: pool, App: cfg.Name, Log: log, Explain: explain,
 		MaxRequestTime: cfg.MaxRequestTime, OnTimeout: health.onTimeout, OnOOB: health.onOOB, Trusted: cfg.trusted}
 	if cfg.StickySessions {
@@ -252,7 +258,14 @@ func handlerChain(cfg *serveConfig, pool *balancer.Pool, health *workerHealth, e
 	if err != nil {
 		return nil, err
 	}
-	return proxy, nil
+	var chain balancer.Handler = proxy
+	if d.cache, err = newCache(cfg, pool, log); err != nil {
+		return nil, err
+	}
+	if d.cache != nil {
+		chain = d.cache.Wrap(chain)
+	}
+	return chain, nil
 }
 
 // requestRestart asks run for a rolling restart and waits for its end.

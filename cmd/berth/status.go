@@ -55,6 +55,7 @@ type statusReply struct {
 	Recycles            int              `json:"recycles"`
 	Memory              uint64           `json:"memory"`
 	CPUSeconds          float64          `json:"cpu_seconds"`
+	Cache               *cacheStatus     `json:"cache"` // nil with --cache=off
 }
 
 // staleState is the state of an app whose admin socket is left over.
@@ -381,6 +382,9 @@ func printAppDetail(st *statusReply, stdout io.Writer) {
 		st.App, st.Pid, shortDuration(time.Since(st.Since)), st.Ready, st.Wanted, st.Queued, st.Served, st.Spawner, strings.Join(st.Listen, ", "))
 	if st.Failing != "" {
 		fmt.Fprintf(stdout, "failing to start: %s\n", st.Failing)
+	}
+	if st.Cache != nil {
+		fmt.Fprintln(stdout, st.Cache)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "WORKER\tPID\tIN FLIGHT\tSERVED\tUP\tRESTARTS\tMEMORY\tCPU\tLAST RECYCLE")

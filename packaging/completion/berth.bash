@@ -17,7 +17,7 @@ _berth() {
 	local cur prev words cword
 	_init_completion || return
 
-	local commands="serve init status restart drain undrain metrics logs version help"
+	local commands="serve init status restart drain undrain metrics cache logs version help"
 	local serve_flags="--name --port --listen --workers --min-workers --max-workers
 		--startup-file --spawn-timeout --shutdown-timeout --stop-timeout
 		--queue-timeout --max-queue --idle-timeout --app-type --command --port-env
@@ -26,10 +26,12 @@ _berth() {
 		--trusted-proxy --proxy-protocol --status-listen --agent-listen --metrics
 		--access-log --drain-delay --max-blocked --max-request-time --max-requests
 		--memory-limit --sticky-sessions --sticky-sessions-cookie-name
-		--exit-idle-time --friendly-error-pages"
+		--exit-idle-time --friendly-error-pages --cache --cache-size
+		--cache-max-entry --cache-vary-cookie"
 	local init_flags="--port --listen --name --user --stdout --force --berth"
 	local status_flags="--json --memory"
 	local restart_flags="--timeout"
+	local cache_flags="--host"
 	local logs_flags="-f -n --user"
 
 	if ((cword == 1)); then
@@ -60,6 +62,10 @@ _berth() {
 			mapfile -t COMPREPLY < <(compgen -W "debug info warn error" -- "$cur")
 			return
 			;;
+		--cache)
+			mapfile -t COMPREPLY < <(compgen -W "on off" -- "$cur")
+			return
+			;;
 		--startup-file | --log-file)
 			_filedir
 			return
@@ -80,7 +86,8 @@ _berth() {
 			--spawn-timeout | --shutdown-timeout | --stop-timeout | --queue-timeout | \
 			--max-queue | --idle-timeout | --command | --node-arg | --env | \
 			--memory-max | --cpu-quota | --tasks-max | --trusted-proxy | \
-			--status-listen | --agent-listen | --drain-delay)
+			--status-listen | --agent-listen | --drain-delay | --cache-size | \
+			--cache-max-entry | --cache-vary-cookie)
 			return
 			;;
 		esac
@@ -116,6 +123,16 @@ _berth() {
 		;;
 	drain | undrain | metrics)
 		mapfile -t COMPREPLY < <(compgen -W "$(_berth_apps)" -- "$cur")
+		;;
+	cache)
+		[[ $prev == --host ]] && return
+		if [[ $cur == -* ]]; then
+			mapfile -t COMPREPLY < <(compgen -W "$cache_flags" -- "$cur")
+		elif ((cword == 2)); then
+			mapfile -t COMPREPLY < <(compgen -W "purge" -- "$cur")
+		else
+			mapfile -t COMPREPLY < <(compgen -W "$(_berth_apps)" -- "$cur")
+		fi
 		;;
 	logs)
 		[[ $prev == -n ]] && return
