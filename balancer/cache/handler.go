@@ -54,7 +54,8 @@ type Config struct {
 	// stale entry it may use without asking. If nil, the cache learns it
 	// only from a 502, 503 or 504.
 	Unavailable func() bool
-	// Log receives what goes wrong. If nil, nothing is logged.
+	// Log receives, at debug level, why a response the app meant to be
+	// cached (it had freshness) was not stored. If nil, nothing is logged.
 	Log *slog.Logger
 }
 
@@ -213,9 +214,9 @@ func (c *Cache) serve(next balancer.Handler, x *balancer.Exchange) {
 		}
 		stale := age - e.lifetime
 		if !e.revalidate && stale < e.swr {
-			// stale-while-revalidate (RFC 5861 §3): one request
+			// stale-while-revalidate (RFC 5861 §3): one GET
 			// refreshes, the others get the stale entry meanwhile.
-			if e.refreshing.CompareAndSwap(false, true) {
+			if get && e.refreshing.CompareAndSwap(false, true) {
 				c.fetch(next, x, &h, key, e, nil)
 				return
 			}
@@ -552,6 +553,13 @@ func (r *recorder) WriteHead(resp *h1.Response) error {
 		cl = 0
 	}
 	r.cl = cl
+	if !d.store && r.get && d.reason != "no explicit freshness" && d.reason != "status" {
+		_, path := splitKey(r.key)
+		c.log.Debug("response not stored", "path", path, "status", resp.Status, "reason", d.reason)
+	} else if d.store && cl > c.cfg.MaxEntry {
+		_, path := splitKey(r.key)
+		c.log.Debug("response not stored", "path", path, "status", resp.Status, "reason", "larger than the largest entry", "bytes", cl)
+	}
 	if d.store && cl <= c.cfg.MaxEntry {
 		vary := varyNames(resp.Header)
 		variant, ok := appendVariant(nil, r.reqHeader, c.cfg.VaryCookies, vary)

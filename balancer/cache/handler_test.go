@@ -3,6 +3,7 @@ package cache
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -934,3 +935,20 @@ func TestBypass(t *testing.T) {
 }
 
 var _ io.Reader = strings.NewReader("")
+
+func TestLogsWhyNotStored(t *testing.T) {
+	var buf strings.Builder
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	a := &app{respond: fixed(200, "x", "Cache-Control", "public, max-age=60", "Set-Cookie", "sid=1")}
+	h := newCache(t, Config{Log: log}).Wrap(a)
+	do(h, "GET", "/login?next=/")
+	if got := buf.String(); !strings.Contains(got, `msg="response not stored" path=/login status=200 reason=set-cookie`) {
+		t.Errorf("log: %q", got)
+	}
+	buf.Reset()
+	a.respond = fixed(200, "x") // no freshness: the app did not ask, nothing to say
+	do(h, "GET", "/other")
+	if buf.Len() != 0 {
+		t.Errorf("log: %q", buf.String())
+	}
+}

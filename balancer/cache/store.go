@@ -256,7 +256,7 @@ func (s *store) purge(host, prefix string) int {
 	c := 0
 	for k, n := range s.m {
 		h, p := splitKey(k)
-		if host != "" && h != host {
+		if host != "" && h != host && h != strings.TrimSuffix(strings.TrimSuffix(host, ":80"), ":443") {
 			continue
 		}
 		if !strings.HasPrefix(p, prefix) {
