@@ -256,6 +256,7 @@ func (c *Cache) coalesce(next balancer.Handler, x *balancer.Exchange, h *head, k
 			stored = c.fetch(next, x, h, key, old, f)
 			return
 		}
+		start := time.Now()
 		if !c.wait(x, f) {
 			break
 		}
@@ -276,9 +277,12 @@ func (c *Cache) coalesce(next balancer.Handler, x *balancer.Exchange, h *head, k
 		if !ok {
 			break
 		}
-		if e != nil {
+		if e != nil && !e.revalidate {
+			// Fresh, or validated by the app while this request
+			// waited (a max-age=0 entry is reused by the requests
+			// collapsed onto its revalidation, not by later ones).
 			age := e.age(time.Now())
-			if age < e.lifetime && !e.revalidate {
+			if age < e.lifetime || !e.respTime.Before(start) {
 				c.hits.Add(1)
 				c.answer(x.W, e, h, age, false, csCollapsed, 0)
 				return
@@ -678,8 +682,12 @@ func (r *recorder) finish() bool {
 		return false
 	}
 	e := r.e
+	if cap(r.body)-len(r.body) > len(r.body)/8+64 {
+		// A chunked body grew by appending: keep only what it needs.
+		r.body = append([]byte(nil), r.body...)
+	}
 	e.body = r.body
-	e.size += int64(len(e.body))
+	e.size += int64(cap(e.body))
 	return r.c.st.insert(e, r.vary, time.Now())
 }
 

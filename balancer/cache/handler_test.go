@@ -456,6 +456,47 @@ func TestCoalescingVaryMismatch(t *testing.T) {
 	})
 }
 
+func TestCoalescingRevalidation(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var gate chan struct{}
+		a := &app{respond: func(n int64, x *balancer.Exchange) (int, []string, string) {
+			if gate != nil {
+				<-gate
+			}
+			if x.Req.Header.Get("If-None-Match") != nil {
+				return 304, []string{"Cache-Control", "max-age=0", "ETag", `"e"`}, ""
+			}
+			return 200, []string{"Cache-Control", "max-age=0", "ETag", `"e"`}, "page"
+		}}
+		h := newCache(t, Config{}).Wrap(a)
+		do(h, "GET", "/")
+		time.Sleep(time.Second)
+		gate = make(chan struct{})
+		ws := make([]*recW, 20)
+		var wg sync.WaitGroup
+		for i := range ws {
+			wg.Go(func() { ws[i] = do(h, "GET", "/") })
+		}
+		synctest.Wait()
+		close(gate)
+		wg.Wait()
+		for _, w := range ws {
+			if string(w.body) != "page" {
+				t.Fatalf("%d %q", w.status(), w.body)
+			}
+		}
+		if n := a.calls.Load(); n != 2 {
+			t.Errorf("20 concurrent requests for a max-age=0 entry made %d revalidations, want 1", n-1)
+		}
+		// A later request revalidates again.
+		gate = nil
+		do(h, "GET", "/")
+		if n := a.calls.Load(); n != 3 {
+			t.Errorf("%d app requests, want 3", n)
+		}
+	})
+}
+
 func TestCoalescingBoundedWait(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		release := make(chan struct{})
