@@ -42,7 +42,7 @@ func allLoads() []*load {
 		{name: "hello-c64", title: "hello (12-byte body), 64 connections", path: "/", conns: 64},
 		{name: "4k-c64", title: "4 KiB body, 64 connections", path: "/4k", conns: 64},
 		{name: "cached-c64", title: "cached: hello with `Cache-Control: public, max-age=60`, 64 connections", path: "/cached", conns: 64,
-			note: "nginx answers from `proxy_cache`, Passenger from its turbocache; berth has no cache yet and proxies every request; direct and cluster have no cache (the reference)."},
+			note: "nginx answers from `proxy_cache`, Passenger from its turbocache, berth from its response cache; direct and cluster have no cache (the reference)."},
 		{name: "static-c64", title: "static file (4 KiB from `public/static/`), 64 connections", path: "/static/4k.txt", conns: 64,
 			note: "Served by a front end that serves `public/` itself; a peer that passes the request to the app gets the app's 404 and shows n/a (berth has no static serving yet)."},
 		{name: "download", title: "one 50 MiB streamed download (curl), front end's peak RSS", path: "/download", conns: 1, kind: downloadLoad,
