@@ -245,9 +245,10 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 }
 
 // handlerChain builds the links every request passes, ending in the proxy.
-// Links that later features add (static files, buffering, limits,
-// metrics) wrap the proxy here, outermost first. The response cache is
-// the outermost so far: a hit takes nothing else.
+// Links that later features add (static files, buffering, limits) wrap
+// the proxy here, outermost first. The response cache wraps the proxy: a
+// hit takes no worker and no place in the queue (the fleet's links —
+// request id, access log, metrics — wrap all of it in start).
 func (d *daemon) handlerChain(cfg *serveConfig, pool *balancer.Pool, health *workerHealth, explain func() string, log *slog.Logger) (balancer.Handler, error) {
 	pc := balancer.ProxyConfig{Pool: pool, App: cfg.Name, Log: log, Explain: explain,
 		MaxRequestTime: cfg.MaxRequestTime, OnTimeout: health.onTimeout, OnOOB: health.onOOB, Trusted: cfg.trusted}
