@@ -85,3 +85,11 @@ type ResponseWriter interface {
 	// Flush sends what is buffered to the client now.
 	Flush() error
 }
+
+// BodyCompleter is implemented by a ResponseWriter wrapper that must know
+// a response body ended whole, not cut short (a chunked body's last chunk
+// arrived): the Proxy calls BodyComplete then. The response cache stores
+// a body of unknown length only after it.
+type BodyCompleter interface {
+	BodyComplete()
+}

@@ -272,6 +272,9 @@ func (p *Proxy) forward(x *Exchange, up *Upstream, lastTry bool, sticky []byte) 
 			cn.trailer = copyFields(cn.trailer[:0], tr)
 		}
 	}
+	if bc, ok := x.W.(BodyCompleter); ok {
+		bc.BodyComplete()
+	}
 	p.reuse(uc, resp)
 	return done
 }
