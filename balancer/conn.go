@@ -564,6 +564,66 @@ func (w *clientWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// sendChunk is how much of a body ReadFrom hands the kernel at once: the
+// write deadline is re-armed between chunks, so a client must take
+// sendChunk bytes per BodyTimeout (about 1 KB/s with the defaults).
+const sendChunk = 64 << 10
+
+// ReadFrom sends r as the body. A body framed by Content-Length that
+// comes from a file (an *os.File, or an *io.LimitedReader over one) goes
+// out by sendfile(2) on a TCP connection: what fits in the write buffer
+// with the head is copied there (one write for a small file), the rest
+// is handed to the kernel in sendChunk pieces. Other bodies are copied.
+func (w *clientWriter) ReadFrom(r io.Reader) (int64, error) {
+	if !w.wroteHead {
+		return 0, errors.New("balancer: body written before the head")
+	}
+	if w.noBody || w.chunked || w.remain < 0 {
+		return io.Copy(writerOnly{w}, r)
+	}
+	// Unwrap one LimitedReader: the kernel's sendfile path takes only one.
+	src, limit := r, int64(-1)
+	if lr, ok := r.(*io.LimitedReader); ok {
+		src, limit = lr.R, lr.N
+		defer func() { lr.N = limit }()
+	}
+	var total int64
+	chunk := io.LimitedReader{R: src}
+	for w.remain > 0 && limit != 0 {
+		chunk.N = min(w.remain, sendChunk)
+		if limit > 0 {
+			chunk.N = min(chunk.N, limit)
+		}
+		want := chunk.N
+		w.cn.wdl = time.Now().Add(w.cn.s.cfg.BodyTimeout)
+		w.cn.c.SetWriteDeadline(w.cn.wdl)
+		n, err := w.cn.bw.ReadFrom(&chunk)
+		total += n
+		w.remain -= n
+		w.written += n
+		if limit > 0 {
+			limit -= n
+		}
+		if err != nil {
+			return total, fmt.Errorf("%w: %w", errClientWrite, err)
+		}
+		if n < want {
+			return total, nil // r ended
+		}
+	}
+	if w.remain == 0 && limit != 0 {
+		// More than Content-Length? Say so, as Write does.
+		var one [1]byte
+		if n, _ := src.Read(one[:]); n > 0 {
+			return total, errors.New("balancer: response body longer than its Content-Length")
+		}
+	}
+	return total, nil
+}
+
+// writerOnly hides a ReadFrom method from io.Copy.
+type writerOnly struct{ io.Writer }
+
 func (w *clientWriter) Flush() error {
 	w.cn.armWrite()
 	if err := w.cn.bw.Flush(); err != nil {
