@@ -1,0 +1,266 @@
+package static
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"mime"
+	"net/http"
+	"os"
+	"path"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"berth/balancer"
+	"berth/balancer/h1"
+)
+
+// Config configures Files. Dir and Next are required.
+type Config struct {
+	// Dir is the directory served, e.g. the app's public/.
+	Dir string
+	// Next answers every request Files does not: the rest of the chain.
+	Next balancer.Handler
+	// MaxAge, if positive, is sent as "Cache-Control: public,
+	// max-age=N, immutable" with files whose names carry a content hash
+	// (see Fingerprinted). If zero, no Cache-Control is sent and clients
+	// revalidate with the ETag.
+	MaxAge time.Duration
+	// Log receives files that exist but cannot be served. If nil,
+	// nothing is logged.
+	Log *slog.Logger
+}
+
+// Files is the static-file link of the handler chain.
+type Files struct {
+	cfg  Config
+	root *os.Root
+	log  *slog.Logger
+	// immutable is the Cache-Control value for fingerprinted names; nil
+	// when MaxAge is zero.
+	immutable []byte
+	replies   sync.Pool // *reply
+}
+
+// New opens cfg.Dir and returns the link. The directory must exist; the
+// caller decides whether a missing one is an error or means "no static
+// files" (see os.ErrNotExist).
+func New(cfg Config) (*Files, error) {
+	if cfg.Next == nil {
+		return nil, errors.New("static: Config.Next is nil")
+	}
+	if cfg.MaxAge < 0 {
+		return nil, fmt.Errorf("static: negative max age %s", cfg.MaxAge)
+	}
+	root, err := os.OpenRoot(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("static files directory: %w", err)
+	}
+	f := &Files{cfg: cfg, root: root, log: cfg.Log}
+	if f.log == nil {
+		f.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxAge > 0 {
+		f.immutable = fmt.Appendf(nil, "public, max-age=%d, immutable", int64(cfg.MaxAge/time.Second))
+	}
+	f.replies.New = func() any { return &reply{} }
+	return f, nil
+}
+
+// Close releases the directory.
+func (f *Files) Close() error { return f.root.Close() }
+
+// reply is the response being composed; pooled.
+type reply struct {
+	resp    h1.Response
+	scratch []byte // backs the composed field values
+}
+
+var (
+	methodGET  = []byte("GET")
+	methodHEAD = []byte("HEAD")
+
+	hAcceptRanges    = []byte("Accept-Ranges")
+	hCacheControl    = []byte("Cache-Control")
+	hContentEncoding = []byte("Content-Encoding")
+	hContentRange    = []byte("Content-Range")
+	hContentType     = []byte("Content-Type")
+	hETag            = []byte("ETag")
+	hLastModified    = []byte("Last-Modified")
+	hVary            = []byte("Vary")
+
+	vBytes          = []byte("bytes")
+	vAcceptEncoding = []byte("Accept-Encoding")
+	vOctetStream    = []byte("application/octet-stream")
+)
+
+// encodings are the precompressed siblings looked for, best first.
+var encodings = [...]struct {
+	ext, token string
+	value      []byte
+}{
+	{".br", "br", []byte("br")},
+	{".gz", "gzip", []byte("gzip")},
+}
+
+// ServeExchange implements balancer.Handler.
+func (f *Files) ServeExchange(x *balancer.Exchange) {
+	req := x.Req
+	head := bytes.Equal(req.Method, methodHEAD)
+	if !head && !bytes.Equal(req.Method, methodGET) || req.Upgrade {
+		f.cfg.Next.ServeExchange(x)
+		return
+	}
+	name, ok := cleanPath(req.Path())
+	if !ok {
+		f.cfg.Next.ServeExchange(x)
+		return
+	}
+	file, st, ok := f.open(name)
+	if !ok {
+		f.cfg.Next.ServeExchange(x)
+		return
+	}
+	defer file.Close()
+
+	// A precompressed sibling the client accepts replaces the file; any
+	// sibling at all makes the answer depend on Accept-Encoding.
+	var enc []byte
+	vary := false
+	if ext := path.Ext(name); ext != ".br" && ext != ".gz" {
+		ae := req.Header.Get("Accept-Encoding")
+		for _, e := range encodings {
+			if ae != nil && accepts(ae, e.token) {
+				if sf, sst, ok := f.open(name + e.ext); ok {
+					file.Close()
+					file, st, enc, vary = sf, sst, e.value, true
+					break
+				}
+			}
+			if _, err := f.root.Stat(name + e.ext); err == nil {
+				vary = true
+			}
+		}
+	}
+
+	r := f.replies.Get().(*reply)
+	defer f.replies.Put(r)
+	r.scratch = r.scratch[:0]
+	r.resp = h1.Response{Header: r.resp.Header[:0]}
+	resp := &r.resp
+
+	mod := st.ModTime()
+	size := st.Size()
+	r.scratch = append(r.scratch, '"')
+	r.scratch = strconv.AppendInt(r.scratch, mod.UnixNano(), 36)
+	r.scratch = append(r.scratch, '-')
+	r.scratch = strconv.AppendInt(r.scratch, size, 36)
+	if enc != nil {
+		r.scratch = append(r.scratch, '-')
+		r.scratch = append(r.scratch, enc...)
+	}
+	r.scratch = append(r.scratch, '"')
+	etag := r.scratch
+	start := len(r.scratch)
+	r.scratch = mod.UTC().AppendFormat(r.scratch, http.TimeFormat)
+	lastMod := r.scratch[start:]
+
+	// Fields every answer about this file carries, 304 included.
+	resp.Header = append(resp.Header, h1.Field{Name: hETag, Value: etag}, h1.Field{Name: hLastModified, Value: lastMod})
+	if vary {
+		resp.Header = append(resp.Header, h1.Field{Name: hVary, Value: vAcceptEncoding})
+	}
+	if f.immutable != nil && Fingerprinted(name) {
+		resp.Header = append(resp.Header, h1.Field{Name: hCacheControl, Value: f.immutable})
+	}
+
+	if notModified(req.Header, etag, mod) {
+		resp.Status = 304
+		resp.ContentLength = 0
+		x.W.WriteHead(resp)
+		return
+	}
+
+	ctype := vOctetStream
+	if t := mime.TypeByExtension(path.Ext(name)); t != "" {
+		start := len(r.scratch)
+		r.scratch = append(r.scratch, t...)
+		ctype = r.scratch[start:]
+	}
+	resp.Header = append(resp.Header, h1.Field{Name: hContentType, Value: ctype}, h1.Field{Name: hAcceptRanges, Value: vBytes})
+	if enc != nil {
+		resp.Header = append(resp.Header, h1.Field{Name: hContentEncoding, Value: enc})
+	}
+
+	resp.Status = 200
+	off, n := int64(0), size
+	if rng := req.Header.Get("Range"); rng != nil && ifRange(req.Header.Get("If-Range"), etag, lastMod) {
+		o, l, ok := parseRange(rng, size)
+		switch {
+		case !ok:
+			// Malformed or several ranges: the whole file (RFC 9110
+			// §14.2 lets a server ignore Range).
+		case l < 0:
+			start := len(r.scratch)
+			r.scratch = append(r.scratch, "bytes */"...)
+			r.scratch = strconv.AppendInt(r.scratch, size, 10)
+			text := "berth: the requested range is not satisfiable\n"
+			resp.Status = 416
+			resp.ContentLength = int64(len(text))
+			resp.Header = append(resp.Header[:0], h1.Field{Name: hContentRange, Value: r.scratch[start:]},
+				h1.Field{Name: hContentType, Value: []byte("text/plain; charset=utf-8")})
+			if x.W.WriteHead(resp) == nil {
+				io.WriteString(x.W, text)
+			}
+			return
+		default:
+			off, n = o, l
+			resp.Status = 206
+			start := len(r.scratch)
+			r.scratch = append(r.scratch, "bytes "...)
+			r.scratch = strconv.AppendInt(r.scratch, o, 10)
+			r.scratch = append(r.scratch, '-')
+			r.scratch = strconv.AppendInt(r.scratch, o+l-1, 10)
+			r.scratch = append(r.scratch, '/')
+			r.scratch = strconv.AppendInt(r.scratch, size, 10)
+			resp.Header = append(resp.Header, h1.Field{Name: hContentRange, Value: r.scratch[start:]})
+		}
+	}
+	resp.ContentLength = n
+	if err := x.W.WriteHead(resp); err != nil || head || n == 0 {
+		return
+	}
+	if off > 0 {
+		if _, err := file.Seek(off, io.SeekStart); err != nil {
+			return // the front door closes a response cut short
+		}
+	}
+	if _, err := io.Copy(x.W, &io.LimitedReader{R: file, N: n}); err != nil {
+		f.log.Debug("static file not sent whole", "file", name, "err", err)
+	}
+}
+
+// open opens name under the root if it is a regular file. A name whose
+// last segment is a directory is not served (no listings).
+func (f *Files) open(name string) (*os.File, fs.FileInfo, bool) {
+	file, err := f.root.Open(name)
+	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) && !isNotDir(err) {
+			f.log.Debug("static file not opened", "file", name, "err", err)
+		}
+		return nil, nil, false
+	}
+	st, err := file.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		file.Close()
+		return nil, nil, false
+	}
+	return file, st, true
+}
+
+func isNotDir(err error) bool { return errors.Is(err, syscall.ENOTDIR) }
