@@ -44,6 +44,10 @@ type serveConfig struct {
 	Spawner         string
 	LogLevel        string
 	LogFile         string
+	// Static files (balancer/static).
+	Static       string
+	StaticDir    string
+	StaticMaxAge time.Duration
 	// Settings of the systemd back end's worker units.
 	User, Group string
 	MemoryMax   string
@@ -127,6 +131,9 @@ func serveCommand(c *serveConfig) *command {
 	fs.StringVar(&c.Spawner, "spawner", "auto", "worker back end: exec, systemd, or auto (systemd when berth runs under it)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFile, "log-file", "", "write berth's log and the workers' output to this file instead of stderr; reopened on SIGUSR1 (logrotate)")
+	fs.StringVar(&c.Static, "static", "on", "serve static files from --static-dir without asking the app: on or off")
+	fs.StringVar(&c.StaticDir, "static-dir", "", "directory of static files, relative to the app dir (default public, if it exists)")
+	fs.DurationVar(&c.StaticMaxAge, "static-max-age", 0, "Cache-Control max-age for static files whose names carry a content hash (app-3f9a1c2b.js), e.g. 8760h; 0 sends none")
 	fs.StringVar(&c.User, "user", "", "systemd back end: user the workers run as (default: the owner of the app directory; root only if named)")
 	fs.StringVar(&c.Group, "group", "", "systemd back end: group the workers run as (default: the user's primary group)")
 	fs.StringVar(&c.MemoryMax, "memory-max", "", "systemd back end: memory cap per worker, bytes or with K, M, G suffix (MemoryMax=)")
@@ -468,6 +475,14 @@ func (c *serveConfig) validate(set map[string]bool) error {
 		if n == "" || strings.ContainsAny(n, "=;, \t\"") {
 			return fmt.Errorf("--cache-vary-cookie %q: want a cookie name", n)
 		}
+	}
+	switch c.Static {
+	case "on", "off":
+	default:
+		return fmt.Errorf("--static %q: want on or off", c.Static)
+	}
+	if c.StaticMaxAge < 0 {
+		return fmt.Errorf("--static-max-age %s: want a duration of 0 or more", c.StaticMaxAge)
 	}
 	if c.PortEnv && c.AppType != "generic" {
 		return errors.New("--port-env is for generic apps: add --app-type generic --command '…'")

@@ -21,6 +21,7 @@ import (
 	"berth/balancer"
 	"berth/balancer/cache"
 	"berth/balancer/metrics"
+	"berth/balancer/static"
 	"berth/spawner"
 	"berth/spawner/loader"
 )
@@ -245,10 +246,10 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 }
 
 // handlerChain builds the links every request passes, ending in the proxy.
-// Links that later features add (static files, buffering, limits) wrap
-// the proxy here, outermost first. The response cache wraps the proxy: a
-// hit takes no worker and no place in the queue (the fleet's links —
-// request id, access log, metrics — wrap all of it in start).
+// Outermost first: the body size limit, static files, the response cache
+// (a hit takes no worker and no place in the queue), buffering, the proxy;
+// the fleet's links (request id, access log, metrics) wrap all of it in
+// start. What a link must release when berth stops goes to d.cleanups.
 func (d *daemon) handlerChain(cfg *serveConfig, pool *balancer.Pool, health *workerHealth, explain func() string, log *slog.Logger) (balancer.Handler, error) {
 	pc := balancer.ProxyConfig{Pool: pool, App: cfg.Name, Log: log, Explain: explain,
 		MaxRequestTime: cfg.MaxRequestTime, OnTimeout: health.onTimeout, OnOOB: health.onOOB, Trusted: cfg.trusted}
@@ -266,7 +267,37 @@ func (d *daemon) handlerChain(cfg *serveConfig, pool *balancer.Pool, health *wor
 	if d.cache != nil {
 		chain = d.cache.Wrap(chain)
 	}
+	if chain, err = staticLink(cfg, chain, log, &d.cleanups); err != nil {
+		return nil, err
+	}
 	return chain, nil
+}
+
+// staticLink puts the static-file link in front of next, unless
+// --static=off or the default directory (public/) does not exist. A
+// --static-dir that does not exist is an error.
+func staticLink(cfg *serveConfig, next balancer.Handler, log *slog.Logger, cleanups *[]func()) (balancer.Handler, error) {
+	if cfg.Static == "off" {
+		return next, nil
+	}
+	dir := cfg.StaticDir
+	if dir == "" {
+		dir = "public"
+	}
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(cfg.AppDir, dir)
+	}
+	files, err := static.New(static.Config{Dir: dir, Next: next, MaxAge: cfg.StaticMaxAge, Log: log})
+	switch {
+	case err != nil && cfg.StaticDir == "" && errors.Is(err, os.ErrNotExist):
+		log.Debug("no static files directory", "dir", dir)
+		return next, nil
+	case err != nil:
+		return nil, fmt.Errorf("--static-dir: %w (give an existing directory, or --static=off)", err)
+	}
+	*cleanups = append(*cleanups, func() { files.Close() })
+	log.Info("serving static files", "dir", dir)
+	return files, nil
 }
 
 // requestRestart asks run for a rolling restart and waits for its end.
