@@ -61,7 +61,8 @@ type Exchange struct {
 	QueueWait time.Duration
 
 	ctx  context.Context
-	conn *conn
+	conn *conn     // the HTTP/1.1 connection, or nil
+	h2   *h2Stream // the HTTP/2 stream, or nil
 }
 
 // Context ends when the client goes away or berth stops at once.

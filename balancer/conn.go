@@ -93,6 +93,9 @@ func (cn *conn) closeIfIdle(force bool) {
 
 func (cn *conn) serve() {
 	defer cn.s.forget(cn)
+	if !cn.handshake() {
+		return
+	}
 	defer cn.close()
 	cn.setPeer()
 	cn.bw = bufWriters.Get().(*bufio.Writer)

@@ -127,7 +127,6 @@ func (p *Proxy) ServeExchange(x *Exchange) {
 
 // forward carries x to up and its answer back.
 func (p *Proxy) forward(x *Exchange, up *Upstream, lastTry bool, sticky []byte) outcome {
-	cn := x.conn
 	uc, err := up.getConn(x.Context())
 	if err != nil {
 		if !lastTry {
@@ -137,8 +136,8 @@ func (p *Proxy) forward(x *Exchange, up *Upstream, lastTry bool, sticky []byte) 
 		p.fail(x, up, 502, fmt.Sprintf("worker %s refused the connection and no other worker could take the request.", up.Name), err)
 		return done
 	}
-	cn.up.Store(uc)
-	defer cn.up.Store(nil)
+	x.setUpstream(uc)
+	defer x.setUpstream(nil)
 	reused := uc.reuse
 	uc.cw.sent = 0
 	uc.got = 0
@@ -211,7 +210,7 @@ func (p *Proxy) forward(x *Exchange, up *Upstream, lastTry bool, sticky []byte) 
 		x.W.WriteHead(resp) // 103 Early Hints and the like
 	}
 	if resp.Status == 101 {
-		if !req.Upgrade {
+		if !req.Upgrade || x.conn == nil {
 			uc.c.Close()
 			p.fail(x, up, 502, fmt.Sprintf("worker %s switched protocols unasked.", up.Name), nil)
 			return done
@@ -242,7 +241,7 @@ func (p *Proxy) forward(x *Exchange, up *Upstream, lastTry bool, sticky []byte) 
 	}
 	if err := x.W.WriteHead(resp); err != nil {
 		uc.c.Close()
-		cn.w.closeAfter = true
+		x.closeAfter()
 		return done
 	}
 	if n == 0 {
@@ -255,8 +254,7 @@ func (p *Proxy) forward(x *Exchange, up *Upstream, lastTry bool, sticky []byte) 
 		// Either side failed mid-body: the client's response is cut
 		// short, and only closing its connection says so.
 		uc.c.Close()
-		cn.w.closeAfter = true
-		cn.w.broken = true
+		x.cutShort()
 		if isTimeout(err) && uc.limit > 0 {
 			p.log.Warn("worker stalled mid-response past the maximum request time", "worker", up.Name, "max_request_time", uc.limit.String())
 			if p.cfg.OnTimeout != nil {
@@ -269,7 +267,7 @@ func (p *Proxy) forward(x *Exchange, up *Upstream, lastTry bool, sticky []byte) 
 	}
 	if chunked {
 		if tr := body.Trailer(); len(tr) > 0 {
-			cn.trailer = copyFields(cn.trailer[:0], tr)
+			x.setTrailer(tr)
 		}
 	}
 	if bc, ok := x.W.(BodyCompleter); ok {
@@ -386,8 +384,7 @@ func (p *Proxy) writeBody(uc *upConn, x *Exchange) error {
 
 // clientBodyError answers a request whose body could not be read.
 func clientBodyError(x *Exchange, err error) {
-	x.conn.w.closeAfter = true
-	x.conn.linger = true
+	x.refused()
 	var he *h1.Error
 	switch {
 	case errors.As(err, &he):
@@ -404,9 +401,8 @@ func clientBodyError(x *Exchange, err error) {
 // had begun (then the connection is closed to say so).
 func (p *Proxy) fail(x *Exchange, up *Upstream, status int, text string, err error) {
 	p.log.Warn("request failed", "worker", up.Name, "method", string(x.Req.Method), "path", string(x.Req.Path()), "status", status, "err", err)
-	if x.conn.w.wroteHead {
-		x.conn.w.closeAfter = true
-		x.conn.w.broken = true
+	if x.headWritten() {
+		x.cutShort()
 		return
 	}
 	writeText(x.W, status, "berth: app "+p.cfg.App+": "+text+"\n", nil)
@@ -415,7 +411,7 @@ func (p *Proxy) fail(x *Exchange, up *Upstream, status int, text string, err err
 // unavailable answers a request no worker could take.
 func (p *Proxy) unavailable(x *Exchange, err error, tried []*Upstream) {
 	if x.Context().Err() != nil {
-		x.conn.w.closeAfter = true
+		x.closeAfter()
 		return
 	}
 	var ue *UnavailableError

@@ -21,7 +21,14 @@ type ServerConfig struct {
 	Listeners []net.Listener
 	// TLS reports, per listener (by index), whether its connections are
 	// TLS; the scheme forwarded to the app follows it. If nil, none are.
+	// The server runs the handshake of a *tls.Conn itself, in the
+	// connection's goroutine, within HeaderTimeout.
 	TLS []bool
+	// HTTP2 serves TLS connections that negotiated "h2" by ALPN (the
+	// tls.Config of the listener offers it) with net/http's HTTP/2
+	// server, whose streams reach Handler as Exchanges. If false, such a
+	// connection is closed.
+	HTTP2 bool
 	// Limits bound a request head; the zero value takes h1's defaults.
 	Limits h1.Limits
 	// HeaderTimeout is how long a client may take to send a request head
@@ -72,6 +79,8 @@ type Server struct {
 	changed  chan struct{} // closed and replaced when a connection ends or goes idle
 	wg       sync.WaitGroup
 	serving  sync.WaitGroup // accept loops
+	h2       *h2Front       // nil without HTTP2
+	h2done   chan struct{}  // closed when the HTTP/2 server's loop ended
 }
 
 // NewServer returns a Server; Serve starts it.
@@ -93,6 +102,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if cfg.HTTP2 {
+		s.h2 = newH2Front(s)
+	}
 	return s, nil
 }
 
@@ -102,6 +114,13 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 func (s *Server) Serve(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { s.Close() })
 	defer stop()
+	if s.h2 != nil {
+		s.h2done = make(chan struct{})
+		go func() {
+			defer close(s.h2done)
+			s.h2.serve()
+		}()
+	}
 	errs := make(chan error, len(s.cfg.Listeners))
 	for i, l := range s.cfg.Listeners {
 		tls := i < len(s.cfg.TLS) && s.cfg.TLS[i]
@@ -210,6 +229,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		l.Close()
 	}
 	s.serving.Wait() // every accepted connection is tracked now
+	h2err := make(chan error, 1)
+	if s.h2 != nil {
+		// GOAWAY on every HTTP/2 connection; their streams finish.
+		go func() { h2err <- s.h2.shutdown(ctx) }()
+	} else {
+		h2err <- nil
+	}
 	start := time.Now()
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
@@ -226,7 +252,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.mu.Unlock()
 		if left == 0 {
 			s.closeConns() // protocol switches (WebSockets) end with berth
-			return nil
+			return <-h2err
 		}
 		select {
 		case <-changed:
@@ -247,6 +273,13 @@ func (s *Server) Close() error {
 	}
 	s.closeConns()
 	s.wg.Wait()
+	if s.h2 != nil {
+		s.h2.close()
+		s.h2.l.Close()
+		if s.h2done != nil {
+			<-s.h2done
+		}
+	}
 	return nil
 }
 
