@@ -48,6 +48,9 @@ type serveConfig struct {
 	Static       string
 	StaticDir    string
 	StaticMaxAge time.Duration
+	// TLS on the public listeners (balancer/certs).
+	TLSCert, TLSKey stringList
+	HTTP2           string
 	// Settings of the systemd back end's worker units.
 	User, Group string
 	MemoryMax   string
@@ -133,6 +136,9 @@ func serveCommand(c *serveConfig) *command {
 	fs.StringVar(&c.LogFile, "log-file", "", "write berth's log and the workers' output to this file instead of stderr; reopened on SIGUSR1 (logrotate)")
 	fs.StringVar(&c.Static, "static", "on", "serve static files from --static-dir without asking the app: on or off")
 	fs.StringVar(&c.StaticDir, "static-dir", "", "directory of static files, relative to the app dir (default public, if it exists)")
+	fs.Var(&c.TLSCert, "tls-cert", "TLS certificate chain file (PEM) for the public listeners; repeatable with --tls-key, chosen by SNI (a bare name is looked up in $CREDENTIALS_DIRECTORY)")
+	fs.Var(&c.TLSKey, "tls-key", "key file (PEM) of the --tls-cert given in the same position")
+	fs.StringVar(&c.HTTP2, "http2", "on", "offer HTTP/2 by ALPN on TLS listeners: on or off")
 	fs.DurationVar(&c.StaticMaxAge, "static-max-age", 0, "Cache-Control max-age for static files whose names carry a content hash (app-3f9a1c2b.js), e.g. 8760h; 0 sends none")
 	fs.StringVar(&c.User, "user", "", "systemd back end: user the workers run as (default: the owner of the app directory; root only if named)")
 	fs.StringVar(&c.Group, "group", "", "systemd back end: group the workers run as (default: the user's primary group)")
@@ -480,6 +486,14 @@ func (c *serveConfig) validate(set map[string]bool) error {
 	case "on", "off":
 	default:
 		return fmt.Errorf("--static %q: want on or off", c.Static)
+	}
+	if len(c.TLSCert) != len(c.TLSKey) {
+		return fmt.Errorf("--tls-cert given %d times and --tls-key %d times: give each certificate its key", len(c.TLSCert), len(c.TLSKey))
+	}
+	switch c.HTTP2 {
+	case "on", "off":
+	default:
+		return fmt.Errorf("--http2 %q: want on or off", c.HTTP2)
 	}
 	if c.StaticMaxAge < 0 {
 		return fmt.Errorf("--static-max-age %s: want a duration of 0 or more", c.StaticMaxAge)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"berth/activation"
 	"berth/balancer"
 	"berth/balancer/cache"
+	"berth/balancer/certs"
 	"berth/balancer/metrics"
 	"berth/balancer/static"
 	"berth/spawner"
@@ -87,6 +89,7 @@ type daemon struct {
 	admin    *balancer.Admin
 	sup      *spawner.Supervisor
 	fleet    *fleet
+	certs    *certs.Store // nil without TLS
 
 	// hurry ends when berth must stop at once (a second signal): worker
 	// stops stop waiting and kill.
@@ -172,7 +175,13 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 		return nil, err
 	}
 	chain = d.fleetChain(chain)
-	d.front, err = balancer.NewServer(balancer.ServerConfig{Handler: chain, Listeners: netListeners, Log: log})
+	tlsOn, err := d.wrapTLS(listeners, netListeners)
+	if err != nil {
+		return nil, err
+	}
+	d.front, err = balancer.NewServer(balancer.ServerConfig{
+		Handler: chain, Listeners: netListeners, TLS: tlsOn, HTTP2: cfg.HTTP2 == "on", Log: log,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -298,6 +307,51 @@ func staticLink(cfg *serveConfig, next balancer.Handler, log *slog.Logger, clean
 	*cleanups = append(*cleanups, func() { files.Close() })
 	log.Info("serving static files", "dir", dir)
 	return files, nil
+}
+
+// wrapTLS turns the public listeners into TLS listeners when
+// certificates are given (--tls-cert): every listener, except an
+// inherited socket named "http" (FileDescriptorName=http), which stays
+// cleartext. It reports which listeners are TLS.
+func (d *daemon) wrapTLS(ls []activation.Listener, nls []net.Listener) ([]bool, error) {
+	cfg := d.cfg
+	if len(cfg.TLSCert) == 0 {
+		return nil, nil
+	}
+	credDir := os.Getenv("CREDENTIALS_DIRECTORY")
+	pairs := make([]certs.Pair, len(cfg.TLSCert))
+	for i := range cfg.TLSCert {
+		pairs[i] = certs.Pair{Cert: certs.Resolve(cfg.TLSCert[i], credDir), Key: certs.Resolve(cfg.TLSKey[i], credDir)}
+	}
+	store, err := certs.New(pairs)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert: %w", err)
+	}
+	d.certs = store
+	tlsCfg := store.Config(cfg.HTTP2 == "on")
+	on := make([]bool, len(nls))
+	for i := range nls {
+		if ls[i].Inherited && ls[i].Name == "http" {
+			continue
+		}
+		on[i] = true
+		nls[i] = tls.NewListener(nls[i], tlsCfg)
+		d.log.Info("TLS on listener", "addr", nls[i].Addr().String(), "http2", cfg.HTTP2 == "on")
+	}
+	return on, nil
+}
+
+// reloadCerts reads the TLS certificates again (SIGHUP); on error the
+// ones in use stay.
+func (d *daemon) reloadCerts() {
+	if d.certs == nil {
+		return
+	}
+	if err := d.certs.Reload(); err != nil {
+		d.log.Error("TLS certificates not reloaded; the previous ones stay in use", "err", err)
+		return
+	}
+	d.log.Info("TLS certificates reloaded")
 }
 
 // requestRestart asks run for a rolling restart and waits for its end.
@@ -455,6 +509,7 @@ loop:
 			break loop
 		case sig := <-sigs:
 			if sig == syscall.SIGHUP {
+				d.reloadCerts()
 				if busy {
 					log.Info("rolling restart already running; SIGHUP ignored")
 				} else {
