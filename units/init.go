@@ -43,6 +43,17 @@ type Init struct {
 	// manager: no privileges, berth forking its workers itself (--spawner
 	// exec), and only the sandboxing a user manager can apply.
 	UserManager bool
+	// TLS are certificate and key files (absolute paths) given to berth
+	// as systemd credentials: a LoadCredential= line each
+	// (tls-N.crt, tls-N.key) and the matching --tls-cert tls-N.crt
+	// --tls-key tls-N.key, which berth finds in $CREDENTIALS_DIRECTORY.
+	// Root-only key files work: systemd reads them, berth gets a copy.
+	TLS []TLSPair
+}
+
+// TLSPair is one certificate chain file and its key file.
+type TLSPair struct {
+	Cert, Key string
 }
 
 // File is one rendered unit file.
@@ -78,6 +89,18 @@ func (in Init) Files() ([]File, error) {
 			return nil, fmt.Errorf("units: berth serve argument %q contains a control character", a)
 		}
 	}
+	var creds []string
+	for i, p := range in.TLS {
+		if err := checkPath("TLS certificate", p.Cert); err != nil {
+			return nil, err
+		}
+		if err := checkPath("TLS key", p.Key); err != nil {
+			return nil, err
+		}
+		creds = append(creds,
+			fmt.Sprintf("tls-%d.crt:%s", i, escapeSpecifiers(p.Cert)),
+			fmt.Sprintf("tls-%d.key:%s", i, escapeSpecifiers(p.Key)))
+	}
 	var listen []string
 	for _, a := range in.Listen {
 		v, err := ListenStream(a)
@@ -107,6 +130,7 @@ func (in Init) Files() ([]File, error) {
 		"ExecReload":  execLine(in.Berth, "restart", in.Name),
 		"AppDirPath":  quoteWord("-" + escapeSpecifiers(in.AppDir)), // "-": a missing directory is berth's error to report
 		"ProtectHome": protectHome(in.AppDir),
+		"Credentials": creds,
 	}
 	prefix := "system."
 	if in.UserManager {
@@ -130,6 +154,9 @@ func (in Init) execStart() []string {
 	argv := []string{in.Berth, "serve", in.AppDir, "--name", in.Name}
 	if in.UserManager {
 		argv = append(argv, "--spawner", "exec")
+	}
+	for i := range in.TLS {
+		argv = append(argv, "--tls-cert", fmt.Sprintf("tls-%d.crt", i), "--tls-key", fmt.Sprintf("tls-%d.key", i))
 	}
 	return append(argv, in.ServeArgs...)
 }

@@ -52,6 +52,9 @@ func (env initEnv) run(args []string, stdout, stderr io.Writer) int {
 	cmd.BoolVar(&toStdout, "stdout", false, "print the units instead of writing them")
 	cmd.BoolVar(&in.UserManager, "user", false, "write units for your own systemd instance (systemctl --user), no root needed")
 	cmd.BoolVar(&force, "force", false, "overwrite units that exist")
+	var tlsCerts, tlsKeys stringList
+	cmd.Var(&tlsCerts, "tls-cert", "TLS certificate chain file, given to berth as a systemd credential (repeatable, with --tls-key)")
+	cmd.Var(&tlsKeys, "tls-key", "key file of the --tls-cert in the same position")
 	ownArgs, serveArgs := args, []string(nil)
 	if i := slices.Index(args, "--"); i >= 0 {
 		ownArgs, serveArgs = args[:i], args[i+1:]
@@ -80,6 +83,19 @@ func (env initEnv) run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	in.ServeArgs = serveArgs
+	if len(tlsCerts) != len(tlsKeys) {
+		fmt.Fprintf(stderr, "berth init: --tls-cert given %d times and --tls-key %d times: give each certificate its key\n", len(tlsCerts), len(tlsKeys))
+		return 2
+	}
+	for i := range tlsCerts {
+		c, err1 := filepath.Abs(tlsCerts[i])
+		k, err2 := filepath.Abs(tlsKeys[i])
+		if err := errors.Join(err1, err2); err != nil {
+			fmt.Fprintf(stderr, "berth init: %v\n", err)
+			return 1
+		}
+		in.TLS = append(in.TLS, units.TLSPair{Cert: c, Key: k})
+	}
 
 	if in.AppDir, err = filepath.Abs(pos[0]); err != nil {
 		fmt.Fprintf(stderr, "berth init: app directory %s: %v\n", pos[0], err)
