@@ -68,3 +68,8 @@ func (x *Exchange) setTrailer(tr h1.Fields) {
 		x.h2.w.trailer = copyFields(x.h2.w.trailer[:0], tr)
 	}
 }
+
+// Refuse says that the request's body is refused (a link answers without
+// reading it): an HTTP/1.1 connection closes after the response, gently,
+// since the client may still be sending.
+func (x *Exchange) Refuse() { x.refused() }

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"berth/balancer/limits"
 	"berth/balancer/trust"
 )
 
@@ -51,6 +52,16 @@ type serveConfig struct {
 	// TLS on the public listeners (balancer/certs).
 	TLSCert, TLSKey stringList
 	HTTP2           string
+	// Client limits (balancer/limits, balancer.ServerConfig).
+	MaxConnections      int
+	MaxConnectionsPerIP int
+	MaxBodySize         string
+	MaxBodyBytes        int64 // MaxBodySize parsed
+	MaxHeaderBytes      int
+	MaxRequestLine      int
+	HeaderTimeout       time.Duration
+	KeepaliveTimeout    time.Duration
+	ClientTimeout       time.Duration
 	// Settings of the systemd back end's worker units.
 	User, Group string
 	MemoryMax   string
@@ -139,6 +150,14 @@ func serveCommand(c *serveConfig) *command {
 	fs.Var(&c.TLSCert, "tls-cert", "TLS certificate chain file (PEM) for the public listeners; repeatable with --tls-key, chosen by SNI (a bare name is looked up in $CREDENTIALS_DIRECTORY)")
 	fs.Var(&c.TLSKey, "tls-key", "key file (PEM) of the --tls-cert given in the same position")
 	fs.StringVar(&c.HTTP2, "http2", "on", "offer HTTP/2 by ALPN on TLS listeners: on or off")
+	fs.IntVar(&c.MaxConnections, "max-connections", 0, "client connections open at once; more wait in the kernel's listen backlog (0: no limit)")
+	fs.IntVar(&c.MaxConnectionsPerIP, "max-connections-per-ip", 0, "client connections open at once from one address; more are closed at once (0: no limit)")
+	fs.StringVar(&c.MaxBodySize, "max-body-size", "100M", "largest request body, bytes or with K, M, G; larger ones get 413 (0: no limit)")
+	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", 32<<10, "largest request head in bytes; larger ones get 431")
+	fs.IntVar(&c.MaxRequestLine, "max-request-line", 8<<10, "longest request line in bytes; longer ones get 414")
+	fs.DurationVar(&c.HeaderTimeout, "header-timeout", 15*time.Second, "how long a client may take to send a request head (slow ones get 408)")
+	fs.DurationVar(&c.KeepaliveTimeout, "keepalive-timeout", 75*time.Second, "how long an idle client connection is kept open for its next request")
+	fs.DurationVar(&c.ClientTimeout, "client-timeout", 60*time.Second, "how long a read of a request body or a write of a response may wait for the client")
 	fs.DurationVar(&c.StaticMaxAge, "static-max-age", 0, "Cache-Control max-age for static files whose names carry a content hash (app-3f9a1c2b.js), e.g. 8760h; 0 sends none")
 	fs.StringVar(&c.User, "user", "", "systemd back end: user the workers run as (default: the owner of the app directory; root only if named)")
 	fs.StringVar(&c.Group, "group", "", "systemd back end: group the workers run as (default: the user's primary group)")
@@ -494,6 +513,25 @@ func (c *serveConfig) validate(set map[string]bool) error {
 	case "on", "off":
 	default:
 		return fmt.Errorf("--http2 %q: want on or off", c.HTTP2)
+	}
+	if c.MaxConnections < 0 || c.MaxConnectionsPerIP < 0 {
+		return errors.New("--max-connections and --max-connections-per-ip cannot be negative (0 means no limit)")
+	}
+	n, err := limits.ParseSize(c.MaxBodySize)
+	if err != nil {
+		return fmt.Errorf("--max-body-size: %w", err)
+	}
+	c.MaxBodyBytes = n
+	if c.MaxHeaderBytes < 1024 || c.MaxRequestLine < 256 || c.MaxRequestLine > c.MaxHeaderBytes {
+		return fmt.Errorf("--max-header-bytes %d, --max-request-line %d: want at least 1024 and 256, the line no longer than the head", c.MaxHeaderBytes, c.MaxRequestLine)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"header-timeout", c.HeaderTimeout}, {"keepalive-timeout", c.KeepaliveTimeout}, {"client-timeout", c.ClientTimeout}} {
+		if d.v <= 0 {
+			return fmt.Errorf("--%s %s: want a positive duration such as 30s", d.name, d.v)
+		}
 	}
 	if c.StaticMaxAge < 0 {
 		return fmt.Errorf("--static-max-age %s: want a duration of 0 or more", c.StaticMaxAge)

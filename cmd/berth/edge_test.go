@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
+	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -82,4 +85,85 @@ func TestStaticFiles(t *testing.T) {
 			t.Fatalf("--static-dir file: %d %q", code, body)
 		}
 	})
+}
+
+// rawDo sends raw bytes on c and reads one response.
+func rawDo(t *testing.T, c net.Conn, br *bufio.Reader, req string) (int, string, bool) {
+	t.Helper()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("%q: %v", req[:min(len(req), 60)], err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, string(b), resp.Close
+}
+
+// TestClientLimits: the limit flags reach the front door with the right
+// answers, and a connection over --max-connections waits for a slot
+// instead of being refused.
+func TestClientLimits(t *testing.T) {
+	app := edgeApp(t, nil)
+	b := startBerth(t, app, "--workers", "1", "--max-connections", "1", "--max-body-size", "1K",
+		"--max-header-bytes", "2048", "--max-request-line", "512")
+	b.WaitFor(`echo app listening`, 20*time.Second)
+	addr := strings.TrimPrefix(b.URL, "http://")
+	dialRaw := func() (net.Conn, *bufio.Reader) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c, bufio.NewReader(c)
+	}
+
+	first, fr := dialRaw()
+	for _, tc := range []struct {
+		name, req string
+		status    int
+		text      string
+	}{
+		{"ok", "GET /a HTTP/1.1\r\nHost: x\r\n\r\n", 200, `"url":"/a"`},
+		{"body at limit", "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 1024\r\n\r\n" + strings.Repeat("b", 1024), 200, `"url":"/b"`},
+	} {
+		code, body, _ := rawDo(t, first, fr, tc.req)
+		if code != tc.status || !strings.Contains(body, tc.text) {
+			t.Fatalf("%s: %d %q", tc.name, code, body)
+		}
+	}
+	// The second connection waits in the backlog while the first is open.
+	second, sr := dialRaw()
+	io.WriteString(second, "GET /second HTTP/1.1\r\nHost: x\r\n\r\n")
+	second.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if n, err := sr.ReadByte(); err == nil {
+		t.Fatalf("second connection answered (%q) while the first holds the only slot", n)
+	}
+	first.Close()
+	code, body, _ := rawDo(t, second, sr, "")
+	if code != 200 || !strings.Contains(body, `"url":"/second"`) {
+		t.Fatalf("second connection after the first closed: %d %q", code, body)
+	}
+	second.Close()
+
+	for _, tc := range []struct {
+		name, req string
+		status    int
+		text      string
+	}{
+		{"body over", "POST /c HTTP/1.1\r\nHost: x\r\nContent-Length: 1025\r\n\r\n" + strings.Repeat("c", 1025), 413, "berth: the request body is larger than the 1K this server accepts.\n"},
+		{"head over", "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("h", 2100) + "\r\n\r\n", 431, ""},
+		{"line over", "GET /" + strings.Repeat("l", 600) + " HTTP/1.1\r\nHost: x\r\n\r\n", 414, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, r := dialRaw()
+			code, body, closed := rawDo(t, c, r, tc.req)
+			if code != tc.status || tc.text != "" && body != tc.text || !closed {
+				t.Fatalf("%d %q (close %v), want %d %q and close", code, body, closed, tc.status, tc.text)
+			}
+		})
+	}
 }

@@ -22,6 +22,8 @@ import (
 	"berth/balancer"
 	"berth/balancer/cache"
 	"berth/balancer/certs"
+	"berth/balancer/h1"
+	"berth/balancer/limits"
 	"berth/balancer/metrics"
 	"berth/balancer/static"
 	"berth/spawner"
@@ -139,6 +141,13 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 		netListeners = append(netListeners, l)
 		listenNames = append(listenNames, l.Addr().String())
 	}
+	// Connection limits count TCP peers, below the PROXY protocol (whose
+	// header a slow client could hold back from the accept loop).
+	for i := range netListeners {
+		netListeners[i] = limits.Wrap(netListeners[i], limits.ListenerConfig{
+			MaxConns: cfg.MaxConnections, PerIP: cfg.MaxConnectionsPerIP, Log: log,
+		})
+	}
 	netListeners = fleetListeners(cfg, netListeners)
 
 	rundir, cleanup, err := makeRuntimeDir(cfg.Name)
@@ -181,6 +190,8 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 	}
 	d.front, err = balancer.NewServer(balancer.ServerConfig{
 		Handler: chain, Listeners: netListeners, TLS: tlsOn, HTTP2: cfg.HTTP2 == "on", Log: log,
+		Limits:        h1.Limits{MaxHeaderBytes: cfg.MaxHeaderBytes, MaxRequestLine: cfg.MaxRequestLine},
+		HeaderTimeout: cfg.HeaderTimeout, IdleTimeout: cfg.KeepaliveTimeout, BodyTimeout: cfg.ClientTimeout,
 	})
 	if err != nil {
 		return nil, err
@@ -278,6 +289,11 @@ func (d *daemon) handlerChain(cfg *serveConfig, pool *balancer.Pool, health *wor
 	}
 	if chain, err = staticLink(cfg, chain, log, &d.cleanups); err != nil {
 		return nil, err
+	}
+	if cfg.MaxBodyBytes > 0 {
+		if chain, err = limits.NewBody(limits.BodyConfig{Max: cfg.MaxBodyBytes, Next: chain}); err != nil {
+			return nil, err
+		}
 	}
 	return chain, nil
 }
