@@ -62,6 +62,9 @@ type serveConfig struct {
 	HeaderTimeout       time.Duration
 	KeepaliveTimeout    time.Duration
 	ClientTimeout       time.Duration
+	// Buffering (balancer/buffer).
+	Buffering   string
+	StreamPaths stringList
 	// Settings of the systemd back end's worker units.
 	User, Group string
 	MemoryMax   string
@@ -158,6 +161,8 @@ func serveCommand(c *serveConfig) *command {
 	fs.DurationVar(&c.HeaderTimeout, "header-timeout", 15*time.Second, "how long a client may take to send a request head (slow ones get 408)")
 	fs.DurationVar(&c.KeepaliveTimeout, "keepalive-timeout", 75*time.Second, "how long an idle client connection is kept open for its next request")
 	fs.DurationVar(&c.ClientTimeout, "client-timeout", 60*time.Second, "how long a read of a request body or a write of a response may wait for the client")
+	fs.StringVar(&c.Buffering, "buffering", "on", "read request bodies whole before a worker is picked, and hold large responses while slow clients read them: on or off")
+	fs.Var(&c.StreamPaths, "stream-path", "path prefix whose requests and responses pass through unbuffered, e.g. /upload/live (repeatable)")
 	fs.DurationVar(&c.StaticMaxAge, "static-max-age", 0, "Cache-Control max-age for static files whose names carry a content hash (app-3f9a1c2b.js), e.g. 8760h; 0 sends none")
 	fs.StringVar(&c.User, "user", "", "systemd back end: user the workers run as (default: the owner of the app directory; root only if named)")
 	fs.StringVar(&c.Group, "group", "", "systemd back end: group the workers run as (default: the user's primary group)")
@@ -531,6 +536,16 @@ func (c *serveConfig) validate(set map[string]bool) error {
 	}{{"header-timeout", c.HeaderTimeout}, {"keepalive-timeout", c.KeepaliveTimeout}, {"client-timeout", c.ClientTimeout}} {
 		if d.v <= 0 {
 			return fmt.Errorf("--%s %s: want a positive duration such as 30s", d.name, d.v)
+		}
+	}
+	switch c.Buffering {
+	case "on", "off":
+	default:
+		return fmt.Errorf("--buffering %q: want on or off", c.Buffering)
+	}
+	for _, p := range c.StreamPaths {
+		if !strings.HasPrefix(p, "/") {
+			return fmt.Errorf("--stream-path %q: want a path beginning with /", p)
 		}
 	}
 	if c.StaticMaxAge < 0 {

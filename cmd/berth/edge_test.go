@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -166,4 +167,117 @@ func TestClientLimits(t *testing.T) {
 			}
 		})
 	}
+}
+
+// bigApp serves /big (50 MiB with a Content-Length, logging when Node
+// handed the last byte to the kernel) and /upload (logging what it got).
+const bigApp = `const http = require('http');
+const chunk = Buffer.alloc(1 << 20, 'z');
+http.createServer((req, res) => {
+  if (req.url === '/big') {
+    res.setHeader('Content-Length', 50 * chunk.length);
+    let i = 0;
+    const more = () => {
+      while (i < 50) {
+        i++;
+        if (!res.write(chunk)) { res.once('drain', more); return; }
+      }
+      res.end(() => console.log('big sent'));
+    };
+    more();
+    return;
+  }
+  let n = 0;
+  console.log('request arrived ' + req.url);
+  req.on('data', (d) => { n += d.length; });
+  req.on('end', () => { console.log('upload got ' + n + ' bytes, content-length ' + req.headers['content-length']); res.end('ok'); });
+}).listen(3000, () => console.log('big app listening'));
+`
+
+// status reads berth status --json for app.
+func status(t *testing.T, app string) appStatus {
+	t.Helper()
+	out, err := exec.Command(berthBin, "status", "--json", app).CombinedOutput()
+	if err != nil {
+		t.Fatalf("berth status: %v\n%s", err, out)
+	}
+	var st appStatus
+	if err := json.Unmarshal(out, &st); err != nil {
+		t.Fatalf("%v in %s", err, out)
+	}
+	return st
+}
+
+// TestSlowClientsHoldNoWorker: a client reading slowly a 50 MiB response
+// leaves the worker idle (in flight 0 in berth status) while it reads;
+// a client uploading slowly is not in flight at the app until its body
+// is complete.
+func TestSlowClientsHoldNoWorker(t *testing.T) {
+	t.Setenv("BERTH_RUNTIME_BASE", t.TempDir())
+	app := t.TempDir()
+	if err := os.WriteFile(filepath.Join(app, "app.js"), []byte(bigApp), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := startBerth(t, app, "--workers", "1", "--name", "slowcl")
+	b.WaitFor(`big app listening`, 20*time.Second)
+	b.WaitFor(`msg="worker ready"`, 20*time.Second)
+	addr := strings.TrimPrefix(b.URL, "http://")
+
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// No SetReadBuffer: a receive buffer smaller than loopback's 64 KiB
+	// segments stalls Linux's sender on its own. 50 MiB is more than the
+	// kernel's buffers on both sides hold.
+	io.WriteString(c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+	br := bufio.NewReaderSize(c, 1024)
+	start := time.Now()
+	read := 0
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	sent := false
+	for !sent {
+		// 1 KB a second while the app sends.
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := io.ReadFull(br, make([]byte, 1024))
+		read += n
+		if err != nil {
+			t.Fatalf("slow read: %v", err)
+		}
+		<-tick.C
+		sent = strings.Contains(b.Output(), "big sent")
+		if time.Since(start) > 30*time.Second {
+			t.Fatalf("the app could not send 50 MiB in 30 s to a client reading 1 KB/s (read %d bytes)", read)
+		}
+	}
+	if st := status(t, "slowcl"); len(st.Workers) != 1 || st.Workers[0].Inflight != 0 {
+		t.Fatalf("worker in flight while a slow client drains: %+v", st.Workers)
+	}
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	rest, err := io.Copy(io.Discard, br)
+	if total := int64(read) + rest; total < 50<<20 {
+		t.Fatalf("client got %d bytes in all (%v), want the head and 50 MiB", total, err)
+	}
+
+	// A slow upload: the app sees nothing until the body is whole.
+	u, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	io.WriteString(u, "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 3000\r\n\r\n")
+	for i := 0; i < 2; i++ {
+		io.WriteString(u, strings.Repeat("u", 1000))
+		time.Sleep(500 * time.Millisecond) // the slow client
+		if strings.Contains(b.Output(), "request arrived /upload") {
+			t.Fatal("the app saw the upload before its body was complete")
+		}
+		if st := status(t, "slowcl"); st.Workers[0].Inflight != 0 {
+			t.Fatalf("worker in flight during a slow upload: %+v", st.Workers)
+		}
+	}
+	io.WriteString(u, strings.Repeat("u", 1000))
+	b.WaitFor(`upload got 3000 bytes, content-length 3000`, 10*time.Second)
 }

@@ -21,6 +21,7 @@ import (
 	"berth/activation"
 	"berth/balancer"
 	"berth/balancer/cache"
+	"berth/balancer/buffer"
 	"berth/balancer/certs"
 	"berth/balancer/h1"
 	"berth/balancer/limits"
@@ -175,7 +176,7 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 		return nil, err
 	}
 	ups.metrics = d.fleet.metrics
-	chain, err := d.handlerChain(cfg, d.pool, d.health, func() string {
+	chain, err := d.handlerChain(cfg, d.pool, rundir, d.health, func() string {
 		// Requests come only once the supervisor exists (start begins
 		// serving after it is made).
 		return waitingText(d.sup.Status(), cfg.FriendlyErrorPages)
@@ -270,7 +271,7 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 // (a hit takes no worker and no place in the queue), buffering, the proxy;
 // the fleet's links (request id, access log, metrics) wrap all of it in
 // start. What a link must release when berth stops goes to d.cleanups.
-func (d *daemon) handlerChain(cfg *serveConfig, pool *balancer.Pool, health *workerHealth, explain func() string, log *slog.Logger) (balancer.Handler, error) {
+func (d *daemon) handlerChain(cfg *serveConfig, pool *balancer.Pool, rundir string, health *workerHealth, explain func() string, log *slog.Logger) (balancer.Handler, error) {
 	pc := balancer.ProxyConfig{Pool: pool, App: cfg.Name, Log: log, Explain: explain,
 		MaxRequestTime: cfg.MaxRequestTime, OnTimeout: health.onTimeout, OnOOB: health.onOOB, Trusted: cfg.trusted}
 	if cfg.StickySessions {
@@ -281,6 +282,12 @@ func (d *daemon) handlerChain(cfg *serveConfig, pool *balancer.Pool, health *wor
 		return nil, err
 	}
 	var chain balancer.Handler = proxy
+	if cfg.Buffering == "on" {
+		// Temporary files of held bodies go to the runtime directory.
+		if chain, err = buffer.New(buffer.Config{Next: chain, Dir: rundir, StreamPaths: cfg.StreamPaths, Log: log}); err != nil {
+			return nil, err
+		}
+	}
 	if d.cache, err = newCache(cfg, pool, log); err != nil {
 		return nil, err
 	}
