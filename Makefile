@@ -33,7 +33,10 @@ demo: build
 FUZZTIME ?= 30s
 FUZZ_TARGETS := ./balancer/h1:FuzzDifferential ./balancer/h1:FuzzDifferentialFraming \
 	./balancer/h1:FuzzReadRequest \
-	./balancer/h1:FuzzChunked ./balancer/h1:FuzzReadResponse
+	./balancer/h1:FuzzChunked ./balancer/h1:FuzzReadResponse \
+	./balancer/static:FuzzCleanPath ./balancer/static:FuzzParseRange \
+	./balancer/static:FuzzValidators ./balancer/limits:FuzzParseSize \
+	./cmd/berth:FuzzConfigFile
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $$t for $(FUZZTIME)"; \

@@ -22,6 +22,12 @@ import (
 var berthBin string
 
 func TestMain(m *testing.M) {
+	for _, a := range os.Args[1:] {
+		if strings.HasPrefix(a, "-test.fuzzworker") {
+			// A fuzzing worker runs only a fuzz target: no berth binary.
+			os.Exit(m.Run())
+		}
+	}
 	dir, err := os.MkdirTemp("", "berth-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
