@@ -31,10 +31,24 @@ type Config struct {
 	// (see Fingerprinted). If zero, no Cache-Control is sent and clients
 	// revalidate with the ETag.
 	MaxAge time.Duration
+	// SiblingTTL is how long the presence of a file's precompressed
+	// siblings (NAME.br, NAME.gz) is remembered: a new sibling is seen at
+	// most this late. If zero, DefaultSiblingTTL; if negative, they are
+	// looked up on every request.
+	SiblingTTL time.Duration
 	// Log receives files that exist but cannot be served. If nil,
 	// nothing is logged.
 	Log *slog.Logger
 }
+
+// DefaultSiblingTTL is Config.SiblingTTL's default. Looking the siblings
+// up costs four system calls per request through the os.Root (an openat
+// and close of the directory, a failing fstatat, per sibling): a third
+// of a small file's.
+const DefaultSiblingTTL = time.Second
+
+// maxSiblings bounds the sibling cache; it is emptied when full.
+const maxSiblings = 4096
 
 // Files is the static-file link of the handler chain.
 type Files struct {
@@ -45,6 +59,15 @@ type Files struct {
 	// when MaxAge is zero.
 	immutable []byte
 	replies   sync.Pool // *reply
+
+	mu       sync.RWMutex // protects siblings
+	siblings map[string]siblingInfo
+}
+
+// siblingInfo is which precompressed siblings a file had at a time.
+type siblingInfo struct {
+	has [len(encodings)]bool
+	at  time.Time
 }
 
 // New opens cfg.Dir and returns the link. The directory must exist; the
@@ -61,7 +84,10 @@ func New(cfg Config) (*Files, error) {
 	if err != nil {
 		return nil, fmt.Errorf("static files directory: %w", err)
 	}
-	f := &Files{cfg: cfg, root: root, log: cfg.Log}
+	if cfg.SiblingTTL == 0 {
+		cfg.SiblingTTL = DefaultSiblingTTL
+	}
+	f := &Files{cfg: cfg, root: root, log: cfg.Log, siblings: map[string]siblingInfo{}}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
 	}
@@ -133,17 +159,19 @@ func (f *Files) ServeExchange(x *balancer.Exchange) {
 	var enc []byte
 	vary := false
 	if ext := path.Ext(name); ext != ".br" && ext != ".gz" {
+		has := f.siblingsOf(name)
 		ae := req.Header.Get("Accept-Encoding")
-		for _, e := range encodings {
+		for i, e := range encodings {
+			if !has[i] {
+				continue
+			}
+			vary = true
 			if ae != nil && accepts(ae, e.token) {
 				if sf, sst, ok := f.open(name + e.ext); ok {
 					file.Close()
-					file, st, enc, vary = sf, sst, e.value, true
+					file, st, enc = sf, sst, e.value
 					break
 				}
-			}
-			if _, err := f.root.Stat(name + e.ext); err == nil {
-				vary = true
 			}
 		}
 	}
@@ -243,6 +271,35 @@ func (f *Files) ServeExchange(x *balancer.Exchange) {
 	if _, err := io.Copy(x.W, &io.LimitedReader{R: file, N: n}); err != nil {
 		f.log.Debug("static file not sent whole", "file", name, "err", err)
 	}
+}
+
+// siblingsOf reports which precompressed siblings name has, from the
+// cache while its entry is younger than SiblingTTL.
+func (f *Files) siblingsOf(name string) [len(encodings)]bool {
+	now := time.Now()
+	if f.cfg.SiblingTTL > 0 {
+		f.mu.RLock()
+		si, ok := f.siblings[name]
+		f.mu.RUnlock()
+		if ok && now.Sub(si.at) < f.cfg.SiblingTTL {
+			return si.has
+		}
+	}
+	si := siblingInfo{at: now}
+	for i, e := range encodings {
+		if st, err := f.root.Stat(name + e.ext); err == nil && st.Mode().IsRegular() {
+			si.has[i] = true
+		}
+	}
+	if f.cfg.SiblingTTL > 0 {
+		f.mu.Lock()
+		if len(f.siblings) >= maxSiblings {
+			clear(f.siblings)
+		}
+		f.siblings[name] = si
+		f.mu.Unlock()
+	}
+	return si.has
 }
 
 // open opens name under the root if it is a regular file. A name whose

@@ -418,3 +418,31 @@ func TestFingerprinted(t *testing.T) {
 		}
 	}
 }
+
+// TestSiblingCache: a sibling's presence is remembered for SiblingTTL,
+// and looked up every time when it is negative.
+func TestSiblingCache(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a.css"), []byte("a"), 0o644)
+	next := balancer.HandlerFunc(func(*balancer.Exchange) {})
+	cached, err := New(Config{Dir: dir, Next: next, SiblingTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cached.Close()
+	uncached, err := New(Config{Dir: dir, Next: next, SiblingTTL: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uncached.Close()
+	if has := cached.siblingsOf("a.css"); has[1] {
+		t.Fatal("a .gz sibling before there is one")
+	}
+	os.WriteFile(filepath.Join(dir, "a.css.gz"), []byte("gz"), 0o644)
+	if has := cached.siblingsOf("a.css"); has[1] {
+		t.Error("the cached answer changed within its TTL")
+	}
+	if has := uncached.siblingsOf("a.css"); !has[1] || has[0] {
+		t.Errorf("uncached: %v, want only .gz", has)
+	}
+}
