@@ -20,10 +20,15 @@ import (
 	"berth/balancer/h1"
 )
 
-// Config configures Files. Dir and Next are required.
+// Config configures Files. Next and Dir or Root are required.
 type Config struct {
 	// Dir is the directory served, e.g. the app's public/.
 	Dir string
+	// Root, if not nil, is the directory served instead of Dir, already
+	// open (e.g. through the app directory's own os.Root, so that a
+	// public/ that is a symbolic link cannot point outside the app).
+	// Files takes it over: Close closes it.
+	Root *os.Root
 	// Next answers every request Files does not: the rest of the chain.
 	Next balancer.Handler
 	// MaxAge, if positive, is sent as "Cache-Control: public,
@@ -80,9 +85,12 @@ func New(cfg Config) (*Files, error) {
 	if cfg.MaxAge < 0 {
 		return nil, fmt.Errorf("static: negative max age %s", cfg.MaxAge)
 	}
-	root, err := os.OpenRoot(cfg.Dir)
-	if err != nil {
-		return nil, fmt.Errorf("static files directory: %w", err)
+	root := cfg.Root
+	if root == nil {
+		var err error
+		if root, err = os.OpenRoot(cfg.Dir); err != nil {
+			return nil, fmt.Errorf("static files directory: %w", err)
+		}
 	}
 	if cfg.SiblingTTL == 0 {
 		cfg.SiblingTTL = DefaultSiblingTTL

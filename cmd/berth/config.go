@@ -105,7 +105,7 @@ const configFile = "berth.json"
 // app's owner, and these decide the workers' privileges (--spawner=exec
 // runs them as berth's own user, root under berth init's unit) or where
 // berth, as root, writes (--log-file).
-var adminOnly = map[string]bool{"spawner": true, "user": true, "group": true, "memory-max": true, "cpu-quota": true, "tasks-max": true, "no-sandbox": true, "log-file": true}
+var adminOnly = map[string]bool{"spawner": true, "user": true, "group": true, "memory-max": true, "cpu-quota": true, "tasks-max": true, "no-sandbox": true, "log-file": true, "tls-cert": true, "tls-key": true}
 
 // stringList is a repeatable flag.
 type stringList []string
@@ -119,8 +119,8 @@ const serveSynopsis = "berth serve [flags] [APP_DIR]"
 const serveAbout = `Serves the app in APP_DIR (default .) on several workers behind one port,
 until SIGTERM; SIGHUP restarts the workers one by one. Flags may also be set
 in APP_DIR/berth.json, with _ for - ({"min_workers": 2}), except --spawner,
---user, --group, --memory-max, --cpu-quota, --tasks-max, --no-sandbox and
---log-file; the command line wins.`
+--user, --group, --memory-max, --cpu-quota, --tasks-max, --no-sandbox,
+--log-file, --tls-cert and --tls-key; the command line wins.`
 
 // serveCommand returns serve's flags, which fill c.
 func serveCommand(c *serveConfig) *command {
@@ -547,6 +547,9 @@ func (c *serveConfig) validate(set map[string]bool) error {
 		if !strings.HasPrefix(p, "/") {
 			return fmt.Errorf("--stream-path %q: want a path beginning with /", p)
 		}
+	}
+	if filepath.IsAbs(c.StaticDir) && !set["static-dir"] {
+		return fmt.Errorf("an absolute --static-dir (%s) can only be given on berth's command line: berth.json may name a directory inside the app", c.StaticDir)
 	}
 	if c.StaticMaxAge < 0 {
 		return fmt.Errorf("--static-max-age %s: want a duration of 0 or more", c.StaticMaxAge)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"berth/balancer"
 )
 
 // edgeApp copies the echo app into a temp dir with a public/ directory
@@ -280,4 +283,43 @@ func TestSlowClientsHoldNoWorker(t *testing.T) {
 	}
 	io.WriteString(u, strings.Repeat("u", 1000))
 	b.WaitFor(`upload got 3000 bytes, content-length 3000`, 10*time.Second)
+}
+
+// TestStaticDirConfined: berth may run as root, so the app's owner can
+// neither point public/ outside the app by a symbolic link nor name an
+// absolute static directory in berth.json, nor choose TLS key files.
+func TestStaticDirConfined(t *testing.T) {
+	outside := t.TempDir()
+	os.WriteFile(filepath.Join(outside, "shadow"), []byte("secret"), 0o600)
+	app := t.TempDir()
+	if err := os.Symlink(outside, filepath.Join(app, "public")); err != nil {
+		t.Fatal(err)
+	}
+	next := balancer.HandlerFunc(func(*balancer.Exchange) {})
+	var cleanups []func()
+	cfg := &serveConfig{AppDir: app, Static: "on"}
+	if _, err := staticLink(cfg, next, slog.New(slog.DiscardHandler), &cleanups); err == nil || !strings.Contains(err.Error(), "inside the app directory") {
+		t.Errorf("public/ linked outside the app: %v, want an error", err)
+	}
+	// A link inside the app is fine.
+	os.Remove(filepath.Join(app, "public"))
+	os.Mkdir(filepath.Join(app, "dist"), 0o755)
+	os.Symlink("dist", filepath.Join(app, "public"))
+	if h, err := staticLink(cfg, next, slog.New(slog.DiscardHandler), &cleanups); err != nil || h == nil || len(cleanups) == 0 {
+		t.Errorf("public/ linked to dist/: %v", err)
+	}
+	for _, c := range cleanups {
+		c()
+	}
+
+	for _, js := range []string{`{"static_dir": "` + outside + `"}`, `{"tls_cert": "/etc/ssl/x.pem"}`, `{"tls_key": "/etc/shadow"}`} {
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, configFile), []byte(js), 0o644)
+		if _, err := parseServe([]string{dir}, io.Discard); err == nil || !strings.Contains(err.Error(), "command line") {
+			t.Errorf("berth.json %s: %v, want refused", js, err)
+		}
+	}
+	if _, err := parseServe([]string{t.TempDir(), "--static-dir", outside}, io.Discard); err != nil {
+		t.Errorf("absolute --static-dir on the command line: %v", err)
+	}
 }

@@ -307,7 +307,11 @@ func (d *daemon) handlerChain(cfg *serveConfig, pool *balancer.Pool, rundir stri
 
 // staticLink puts the static-file link in front of next, unless
 // --static=off or the default directory (public/) does not exist. A
-// --static-dir that does not exist is an error.
+// relative directory is opened through the app directory's os.Root: berth
+// may run as root, and the app's owner must not make it serve files from
+// outside the app (public -> /etc). An absolute --static-dir can only come
+// from the command line (validate). A --static-dir that does not exist is
+// an error.
 func staticLink(cfg *serveConfig, next balancer.Handler, log *slog.Logger, cleanups *[]func()) (balancer.Handler, error) {
 	if cfg.Static == "off" {
 		return next, nil
@@ -316,16 +320,29 @@ func staticLink(cfg *serveConfig, next balancer.Handler, log *slog.Logger, clean
 	if dir == "" {
 		dir = "public"
 	}
-	if !filepath.IsAbs(dir) {
+	var root *os.Root
+	var err error
+	if filepath.IsAbs(dir) {
+		root, err = os.OpenRoot(dir)
+	} else {
+		var app *os.Root
+		if app, err = os.OpenRoot(cfg.AppDir); err == nil {
+			root, err = app.OpenRoot(dir)
+			app.Close()
+		}
 		dir = filepath.Join(cfg.AppDir, dir)
 	}
-	files, err := static.New(static.Config{Dir: dir, Next: next, MaxAge: cfg.StaticMaxAge, Log: log})
 	switch {
 	case err != nil && cfg.StaticDir == "" && errors.Is(err, os.ErrNotExist):
 		log.Debug("no static files directory", "dir", dir)
 		return next, nil
 	case err != nil:
-		return nil, fmt.Errorf("--static-dir: %w (give an existing directory, or --static=off)", err)
+		return nil, fmt.Errorf("static files directory %s: %w (it must be a directory inside the app directory; or --static=off)", dir, err)
+	}
+	files, err := static.New(static.Config{Root: root, Next: next, MaxAge: cfg.StaticMaxAge, Log: log})
+	if err != nil {
+		root.Close()
+		return nil, err
 	}
 	*cleanups = append(*cleanups, func() { files.Close() })
 	log.Info("serving static files", "dir", dir)
