@@ -44,7 +44,7 @@ func allLoads() []*load {
 		{name: "cached-c64", title: "cached: hello with `Cache-Control: public, max-age=60`, 64 connections", path: "/cached", conns: 64,
 			note: "nginx answers from `proxy_cache`, Passenger from its turbocache, berth from its response cache; direct and cluster have no cache (the reference)."},
 		{name: "static-c64", title: "static file (4 KiB from `public/static/`), 64 connections", path: "/static/4k.txt", conns: 64,
-			note: "Served by a front end that serves `public/` itself; a peer that passes the request to the app gets the app's 404 and shows n/a (berth has no static serving yet)."},
+			note: "Served by a front end that serves `public/` itself; a peer that passes the request to the app gets the app's 404 and shows n/a (berth serves it by default: `--static` is on and the app has `public/`)."},
 		{name: "download", title: "one 50 MiB streamed download (curl), front end's peak RSS", path: "/download", conns: 1, kind: downloadLoad,
 			note: "The client reads at 25 MiB/s (curl `--limit-rate 25M`). Issue 8's target: berth ≤ 40 MiB during the download. RSS is the sum of VmRSS over the front end's processes, sampled every 20 ms; nginx buffers to a temp file, so its RSS stays flat."},
 	}
