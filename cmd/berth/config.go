@@ -205,8 +205,12 @@ func parseServe(args []string, helpOut io.Writer) (*serveConfig, error) {
 		return nil, &usageError{fmt.Sprintf("serve takes one app directory, got %q", pos)}
 	}
 	set := setFlags(cmd.FlagSet)
+	staticDirByAdmin := set["static-dir"]
 	if err := applyFile(cmd.FlagSet, filepath.Join(c.AppDir, configFile), set); err != nil {
 		return nil, err
+	}
+	if filepath.IsAbs(c.StaticDir) && !staticDirByAdmin {
+		return nil, fmt.Errorf("%s: an absolute static_dir (%s) can only be given on berth's command line: berth.json may name a directory inside the app", filepath.Join(c.AppDir, configFile), c.StaticDir)
 	}
 	cmd.FlagSet.Visit(func(f *flag.Flag) { set[f.Name] = true }) // and those the file set
 	return c, c.validate(set)
@@ -547,9 +551,6 @@ func (c *serveConfig) validate(set map[string]bool) error {
 		if !strings.HasPrefix(p, "/") {
 			return fmt.Errorf("--stream-path %q: want a path beginning with /", p)
 		}
-	}
-	if filepath.IsAbs(c.StaticDir) && !set["static-dir"] {
-		return fmt.Errorf("an absolute --static-dir (%s) can only be given on berth's command line: berth.json may name a directory inside the app", c.StaticDir)
 	}
 	if c.StaticMaxAge < 0 {
 		return fmt.Errorf("--static-max-age %s: want a duration of 0 or more", c.StaticMaxAge)
