@@ -144,8 +144,17 @@ type h2Writer struct {
 	head      bool
 	wroteHead bool
 	broken    bool
+	status    int
+	written   int64
 	trailer   h1.Fields
 }
+
+// Status is the final status written, 0 before WriteHead (for the
+// metrics and access-log links, as the HTTP/1.1 writer tells it).
+func (hw *h2Writer) Status() int { return hw.status }
+
+// Written is the count of body bytes written.
+func (hw *h2Writer) Written() int64 { return hw.written }
 
 func (hw *h2Writer) WriteHead(resp *h1.Response) error {
 	if resp.Status == 101 {
@@ -157,6 +166,7 @@ func (hw *h2Writer) WriteHead(resp *h1.Response) error {
 			return errors.New("balancer: response head written twice")
 		}
 		hw.wroteHead = true
+		hw.status = resp.Status
 	}
 	h := hw.w.Header()
 	for _, f := range resp.Header {
@@ -180,6 +190,7 @@ func (hw *h2Writer) Write(p []byte) (int, error) {
 		return 0, errors.New("balancer: body written before the head")
 	}
 	n, err := hw.w.Write(p)
+	hw.written += int64(n)
 	if err != nil {
 		err = errors.Join(errClientWrite, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -56,7 +57,18 @@ func TestHTTP2(t *testing.T) {
 		t.Fatal(err)
 	}
 	tl := tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12})
-	srv, err := NewServer(ServerConfig{Handler: px, Listeners: []net.Listener{tl}, TLS: []bool{true}, HTTP2: true})
+	var statuses []int // what an outer link (metrics, access log) reads
+	var mu sync.Mutex
+	outer := HandlerFunc(func(x *Exchange) {
+		w := x.W
+		px.ServeExchange(x)
+		if s, ok := w.(interface{ Status() int }); ok {
+			mu.Lock()
+			statuses = append(statuses, s.Status())
+			mu.Unlock()
+		}
+	})
+	srv, err := NewServer(ServerConfig{Handler: outer, Listeners: []net.Listener{tl}, TLS: []bool{true}, HTTP2: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,6 +133,12 @@ func TestHTTP2(t *testing.T) {
 			}
 		})
 	}
+
+	mu.Lock()
+	if len(statuses) < 10 || statuses[0] != 200 {
+		t.Errorf("outer link read statuses %v", statuses)
+	}
+	mu.Unlock()
 
 	// Shutdown with an idle h2 connection open: GOAWAY, and it returns.
 	c := client(true)
