@@ -27,8 +27,12 @@ _berth() {
 		--access-log --drain-delay --max-blocked --max-request-time --max-requests
 		--memory-limit --sticky-sessions --sticky-sessions-cookie-name
 		--exit-idle-time --friendly-error-pages --cache --cache-size
-		--cache-max-entry --cache-vary-cookie"
-	local init_flags="--port --listen --name --user --stdout --force --berth"
+		--cache-max-entry --cache-vary-cookie
+		--static --static-dir --static-max-age --tls-cert --tls-key --http2
+		--max-connections --max-connections-per-ip --max-body-size
+		--max-header-bytes --max-request-line --header-timeout
+		--keepalive-timeout --client-timeout --buffering --stream-path"
+	local init_flags="--port --listen --name --user --stdout --force --berth --tls-cert --tls-key"
 	local status_flags="--json --memory"
 	local restart_flags="--timeout"
 	local cache_flags="--host"
