@@ -20,8 +20,8 @@ import (
 
 	"berth/activation"
 	"berth/balancer"
-	"berth/balancer/cache"
 	"berth/balancer/buffer"
+	"berth/balancer/cache"
 	"berth/balancer/certs"
 	"berth/balancer/h1"
 	"berth/balancer/limits"
