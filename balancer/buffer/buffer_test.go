@@ -227,3 +227,71 @@ func TestStreaming(t *testing.T) {
 		}
 	}
 }
+
+// completer is an outer writer that wants to hear BodyComplete (as the
+// response cache's recorder does).
+type completer struct {
+	balancer.ResponseWriter
+	ended bool
+	bytes int
+}
+
+func (c *completer) Write(p []byte) (int, error) {
+	c.bytes += len(p)
+	return c.ResponseWriter.Write(p)
+}
+func (c *completer) BodyComplete() { c.ended = true }
+
+// TestBodyCompletePassedOn: the proxy's BodyComplete reaches a writer
+// outside the buffer, after the held body went out to it.
+func TestBodyCompletePassedOn(t *testing.T) {
+	for _, size := range []int{100, 1 << 20} { // passed through, held
+		body := strings.Repeat("c", size)
+		done := make(chan *completer, 1)
+		f := newFixture(t, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+			io.WriteString(w, body)
+		}, Config{})
+		// Wrap: an outer link records what reaches it.
+		wrapped := balancer.HandlerFunc(func(x *balancer.Exchange) {
+			c := &completer{ResponseWriter: x.W}
+			x.W = c
+			f.buf.ServeExchange(x)
+			done <- c
+		})
+		addr := serveWith(t, wrapped)
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		c.Close()
+		got := <-done
+		if got == nil || !got.ended || got.bytes != size {
+			t.Errorf("%d bytes: outer writer saw %+v, want BodyComplete after all bytes", size, got)
+		}
+	}
+}
+
+// serveWith serves h on a loopback port.
+func serveWith(t *testing.T, h balancer.Handler) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := balancer.NewServer(balancer.ServerConfig{Handler: h, Listeners: []net.Listener{l}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Serve(context.Background()) }()
+	t.Cleanup(func() { srv.Close(); <-done })
+	return l.Addr().String()
+}

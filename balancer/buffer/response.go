@@ -19,6 +19,19 @@ type heldWriter struct {
 	mem     []byte // backs the copied head
 	body    store
 	err     error // the first failure to hold (then passing)
+	ended   bool  // the proxy read the whole body (BodyComplete)
+}
+
+// BodyComplete passes the proxy's word that the body was read whole on
+// to the writer outside (the response cache), once what is held went out.
+func (h *heldWriter) BodyComplete() {
+	if h.holding {
+		h.ended = true
+		return
+	}
+	if bc, ok := h.real.(balancer.BodyCompleter); ok {
+		bc.BodyComplete()
+	}
 }
 
 func (h *heldWriter) WriteHead(resp *h1.Response) error {
@@ -115,7 +128,11 @@ func (h *heldWriter) flushHeld() error {
 // returned (and the worker was released).
 func (h *heldWriter) drain() {
 	if h.holding {
-		h.flushHeld()
+		if h.flushHeld() == nil && h.ended {
+			if bc, ok := h.real.(balancer.BodyCompleter); ok {
+				bc.BodyComplete()
+			}
+		}
 	}
 	h.body.release()
 }
