@@ -36,7 +36,7 @@ FUZZ_TARGETS := ./balancer/h1:FuzzDifferential ./balancer/h1:FuzzDifferentialFra
 	./balancer/h1:FuzzChunked ./balancer/h1:FuzzReadResponse \
 	./balancer/static:FuzzCleanPath ./balancer/static:FuzzParseRange \
 	./balancer/static:FuzzValidators ./balancer/limits:FuzzParseSize \
-	./cmd/berth:FuzzConfigFile
+	./balancer/cache:FuzzCacheControl ./cmd/berth:FuzzConfigFile
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $$t for $(FUZZTIME)"; \
