@@ -192,10 +192,17 @@ func TestInflightCounts(t *testing.T) {
 	if n := slow.Inflight(); n != 1 {
 		t.Errorf("inflight %d during a request, want 1", n)
 	}
+	// Served counts completed requests, not dispatched ones.
+	if n, total := slow.Served(), p.Total(); n != 0 || total != 0 {
+		t.Errorf("served %d (pool total %d) while the only request is in flight, want 0", n, total)
+	}
 	fast, _ := worker(t, "fast", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "fast") })
 	p.Add(fast)
 	if _, body := do(t, "GET", s.URL, ""); body != "fast" {
 		t.Errorf("a request went to the busy worker (%q), want the idle one", body)
+	}
+	if n := fast.Served(); n != 1 {
+		t.Errorf("fast worker served %d after one request, want 1", n)
 	}
 	close(release)
 }

@@ -1,6 +1,7 @@
 package spawner
 
 import (
+	"maps"
 	"context"
 	"errors"
 	"fmt"
@@ -81,6 +82,8 @@ type Status struct {
 	// Recycles counts the workers replaced for a limit (MaxRequests,
 	// MemoryLimit) since berth started.
 	Recycles int
+	// RecycleKinds counts the same by kind (RecycleKind of the reason).
+	RecycleKinds map[string]int
 	// Workers lists the ready workers.
 	Workers []WorkerStatus
 	// Starting lists the workers being started.
@@ -163,6 +166,8 @@ type Supervisor struct {
 	failing  string
 	named    int // slots ever made: names are never reused
 	recycles int
+	// recycleKinds counts recycles by RecycleKind.
+	recycleKinds map[string]int
 
 	restartReq chan chan error
 	scaleReq   chan int
@@ -297,7 +302,8 @@ func (s *Supervisor) StatusWithUsage(ctx context.Context) Status {
 }
 
 func (s *Supervisor) statusLocked() Status {
-	st := Status{Wanted: len(s.slots), Failing: s.failing, SpawnTimeout: s.cfg.SpawnTimeout, Recycles: s.recycles}
+	st := Status{Wanted: len(s.slots), Failing: s.failing, SpawnTimeout: s.cfg.SpawnTimeout, Recycles: s.recycles,
+		RecycleKinds: maps.Clone(s.recycleKinds)}
 	for _, sl := range s.slots {
 		if sl.worker != nil {
 			st.Ready++
@@ -610,6 +616,10 @@ func (s *Supervisor) replaceWorker(ctx context.Context, sl *slot, old Worker, wh
 			sl.recycles++
 			sl.lastRecycle = why
 			s.recycles++
+			if s.recycleKinds == nil {
+				s.recycleKinds = map[string]int{}
+			}
+			s.recycleKinds[RecycleKind(why)]++
 		}
 	})
 	s.cfg.OnReady(nw)
@@ -769,4 +779,19 @@ func (s *Supervisor) pause(ctx context.Context, sl *slot, d time.Duration) (bool
 	case <-ctx.Done():
 		return false, nil
 	}
+}
+
+// RecycleKind is the kind of a recycle reason, for counting: "max_requests",
+// "memory", "blocked" (an event loop blocked past the maximum request
+// time), or "other".
+func RecycleKind(why string) string {
+	switch {
+	case strings.HasPrefix(why, "max requests"):
+		return "max_requests"
+	case strings.HasPrefix(why, "memory"):
+		return "memory"
+	case strings.Contains(why, "blocked"):
+		return "blocked"
+	}
+	return "other"
 }

@@ -249,7 +249,10 @@ func (c *Cache) serve(next balancer.Handler, x *balancer.Exchange) {
 func (c *Cache) coalesce(next balancer.Handler, x *balancer.Exchange, h *head, key, variant []byte, old *entry) {
 	for round := 0; round < 2; round++ {
 		fkey := string(key) + "\xff" + string(variant)
-		f, leader := c.st.join(fkey)
+		f, leader := c.st.join(fkey, time.Now())
+		if f == nil {
+			break // not storable lately: no queueing behind others
+		}
 		if leader {
 			stored := false
 			defer func() { c.st.land(fkey, f, stored) }()

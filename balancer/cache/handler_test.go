@@ -993,3 +993,41 @@ func TestLogsWhyNotStored(t *testing.T) {
 		t.Errorf("log: %q", buf.String())
 	}
 }
+
+// TestUncacheableKeyIsNotSerialized: once a key's response turned out not
+// storable, concurrent requests for it go to the app together instead of
+// queueing behind one another's flight (a hot URL that is never cacheable
+// would otherwise be served one request at a time), for passTTL.
+func TestUncacheableKeyIsNotSerialized(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		a := &app{respond: fixed(200, "private page", "Cache-Control", "private")}
+		h := newCache(t, Config{}).Wrap(a)
+		do(h, "GET", "/") // learns that / is not storable
+		a.gate = make(chan struct{})
+		var wg sync.WaitGroup
+		for range 10 {
+			wg.Go(func() { do(h, "GET", "/") })
+		}
+		synctest.Wait() // all 10 are blocked: in the app, or on a flight
+		if n := a.calls.Load(); n != 11 {
+			t.Errorf("%d of 10 concurrent requests reached the app at once, want 10", n-1)
+		}
+		close(a.gate)
+		wg.Wait()
+
+		// After passTTL the key coalesces again (it may have become
+		// cacheable).
+		time.Sleep(passTTL)
+		a.gate = make(chan struct{})
+		before := a.calls.Load()
+		for range 5 {
+			wg.Go(func() { do(h, "GET", "/") })
+		}
+		synctest.Wait()
+		if n := a.calls.Load() - before; n != 1 {
+			t.Errorf("after passTTL, %d concurrent requests reached the app, want 1 (coalesced)", n)
+		}
+		close(a.gate)
+		wg.Wait()
+	})
+}

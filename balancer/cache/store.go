@@ -87,9 +87,23 @@ type store struct {
 
 	nBytes, nEntries atomic.Int64 // copies of bytes and len(ring) for Stats
 
-	fmu     sync.Mutex // protects flights
+	fmu     sync.Mutex // protects flights, passes
 	flights map[string]*flight
+	// passes holds keys whose last fetched response could not be stored,
+	// until when: requests for them go to the app at once instead of
+	// queueing behind one another's flight (Varnish's hit-for-miss). A
+	// hot URL that is never cacheable would otherwise be served one
+	// request at a time.
+	passes map[string]time.Time
 }
+
+// passTTL is how long a key whose response could not be stored skips
+// coalescing.
+const passTTL = 10 * time.Second
+
+// maxPasses bounds passes; past it, expired markers are dropped, and if
+// none are, all of them.
+const maxPasses = 10000
 
 func newStore(maxBytes int64, outage time.Duration) *store {
 	return &store{
@@ -97,6 +111,7 @@ func newStore(maxBytes int64, outage time.Duration) *store {
 		outage:   outage,
 		m:        make(map[string]*node),
 		flights:  make(map[string]*flight),
+		passes:   make(map[string]time.Time),
 	}
 }
 
@@ -281,10 +296,17 @@ type flight struct {
 }
 
 // join returns the flight for key and whether the caller leads it (and
-// must call land).
-func (s *store) join(key string) (*flight, bool) {
+// must call land); a nil flight means the key's responses were not
+// storable lately: fetch without coalescing.
+func (s *store) join(key string, now time.Time) (*flight, bool) {
 	s.fmu.Lock()
 	defer s.fmu.Unlock()
+	if until, ok := s.passes[key]; ok {
+		if now.Before(until) {
+			return nil, false
+		}
+		delete(s.passes, key)
+	}
 	if f := s.flights[key]; f != nil {
 		return f, false
 	}
@@ -295,9 +317,25 @@ func (s *store) join(key string) (*flight, bool) {
 
 // land ends a flight: its waiters look the store up again.
 func (s *store) land(key string, f *flight, stored bool) {
+	now := time.Now()
 	s.fmu.Lock()
 	if s.flights[key] == f {
 		delete(s.flights, key)
+	}
+	if stored {
+		delete(s.passes, key)
+	} else {
+		if len(s.passes) >= maxPasses {
+			for k, until := range s.passes {
+				if !now.Before(until) {
+					delete(s.passes, k)
+				}
+			}
+			if len(s.passes) >= maxPasses {
+				clear(s.passes)
+			}
+		}
+		s.passes[key] = now.Add(passTTL)
 	}
 	s.fmu.Unlock()
 	f.stored = stored

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,8 +27,9 @@ type Config struct {
 	// Draining reports whether berth is draining. If nil, never.
 	Draining func() bool
 	// Recycles reports how many workers were replaced for a limit since
-	// berth started (a counter). If nil, the series is absent.
-	Recycles func() int
+	// berth started, by kind ("memory", "max_requests", "blocked"; a
+	// counter). If nil, the series is absent.
+	Recycles func() map[string]int
 	// Restarts reports, per ready worker, how many times its slot was
 	// restarted after an exit. If nil, the series is absent.
 	Restarts func() map[string]int
@@ -42,6 +44,13 @@ type Config struct {
 	ProcessCollectors bool
 }
 
+// CacheStats is what the response cache counts: answers by how the cache
+// served them, and what it holds.
+type CacheStats struct {
+	Hits, Misses, Stale, Bypass uint64
+	Entries, Bytes              int64
+}
+
 // DefaultBuckets suit web requests: 1 ms to 10 s.
 var DefaultBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
@@ -54,6 +63,8 @@ type Metrics struct {
 	duration prometheus.Histogram
 	queue    prometheus.Histogram
 	events   *prometheus.CounterVec
+
+	cache atomic.Pointer[func() CacheStats] // see SetCache
 
 	none    *series    // requests no worker took
 	mu      sync.Mutex // serializes making a worker's series
@@ -112,6 +123,11 @@ func New(cfg Config) *Metrics {
 	m.none = m.makeSeries("none")
 	return m
 }
+
+// SetCache makes the scrape report the response cache's counts from f
+// (without it, the cache series are absent). It may be called while
+// scrapes run: the cache is made after the status listener opens.
+func (m *Metrics) SetCache(f func() CacheStats) { m.cache.Store(&f) }
 
 // Registry is the registry to serve (promhttp.HandlerFor).
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
@@ -223,6 +239,9 @@ type poolCollector struct {
 	draining    *prometheus.Desc
 	recycles    *prometheus.Desc
 	restarts    *prometheus.Desc
+	cacheReqs   *prometheus.Desc
+	cacheItems  *prometheus.Desc
+	cacheBytes  *prometheus.Desc
 }
 
 func (c *poolCollector) descs() {
@@ -233,14 +252,17 @@ func (c *poolCollector) descs() {
 		c.rss = prometheus.NewDesc("berth_worker_resident_memory_bytes", "A worker process's resident memory.", []string{"worker"}, c.constLabels)
 		c.cpu = prometheus.NewDesc("berth_worker_cpu_seconds_total", "CPU time (user and system) a worker process used.", []string{"worker"}, c.constLabels)
 		c.draining = prometheus.NewDesc("berth_draining", "1 while berth drains (berth drain, or stopping), else 0.", nil, c.constLabels)
-		c.recycles = prometheus.NewDesc("berth_worker_recycles_total", "Workers replaced for a limit (max requests, memory, blocked event loop).", nil, c.constLabels)
+		c.recycles = prometheus.NewDesc("berth_worker_recycles_total", "Workers replaced for a limit, by reason (max_requests, memory, blocked).", []string{"reason"}, c.constLabels)
+		c.cacheReqs = prometheus.NewDesc("berth_cache_requests_total", "Requests that went through the response cache, by result (hit, miss, stale, bypass).", []string{"result"}, c.constLabels)
+		c.cacheItems = prometheus.NewDesc("berth_cache_entries", "Responses the cache holds.", nil, c.constLabels)
+		c.cacheBytes = prometheus.NewDesc("berth_cache_bytes", "Bytes the cache's entries take.", nil, c.constLabels)
 		c.restarts = prometheus.NewDesc("berth_worker_restarts", "Times a ready worker's slot was restarted after an exit.", []string{"worker"}, c.constLabels)
 	})
 }
 
 func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	c.descs()
-	for _, d := range []*prometheus.Desc{c.queue, c.workers, c.inflight, c.rss, c.cpu, c.draining, c.recycles, c.restarts} {
+	for _, d := range []*prometheus.Desc{c.queue, c.workers, c.inflight, c.rss, c.cpu, c.draining, c.recycles, c.restarts, c.cacheReqs, c.cacheItems, c.cacheBytes} {
 		ch <- d
 	}
 }
@@ -287,7 +309,26 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(c.draining, prometheus.GaugeValue, d)
 	if cfg.Recycles != nil {
-		ch <- prometheus.MustNewConstMetric(c.recycles, prometheus.CounterValue, float64(cfg.Recycles()))
+		kinds := cfg.Recycles()
+		for _, k := range []string{"max_requests", "memory", "blocked"} {
+			if _, ok := kinds[k]; !ok {
+				kinds[k] = 0 // every reason is a series from the start
+			}
+		}
+		for k, n := range kinds {
+			ch <- prometheus.MustNewConstMetric(c.recycles, prometheus.CounterValue, float64(n), k)
+		}
+	}
+	if f := c.m.cache.Load(); f != nil {
+		st := (*f)()
+		for _, r := range []struct {
+			result string
+			n      uint64
+		}{{"hit", st.Hits}, {"miss", st.Misses}, {"stale", st.Stale}, {"bypass", st.Bypass}} {
+			ch <- prometheus.MustNewConstMetric(c.cacheReqs, prometheus.CounterValue, float64(r.n), r.result)
+		}
+		ch <- prometheus.MustNewConstMetric(c.cacheItems, prometheus.GaugeValue, float64(st.Entries))
+		ch <- prometheus.MustNewConstMetric(c.cacheBytes, prometheus.GaugeValue, float64(st.Bytes))
 	}
 	if cfg.Restarts != nil {
 		for w, n := range cfg.Restarts() {

@@ -101,8 +101,11 @@ func TestLinkCountsAndPromtoolAccepts(t *testing.T) {
 	addr, _ := front(t, func(p *balancer.Pool, next balancer.Handler) balancer.Handler {
 		m = metrics.New(metrics.Config{App: "shop", Pool: p,
 			Workers:  func() map[string]int { return map[string]int{"wanted": 2, "ready": 2} },
-			Recycles: func() int { return 3 },
+			Recycles: func() map[string]int { return map[string]int{"memory": 2, "max_requests": 1} },
 			Restarts: func() map[string]int { return map[string]int{"w1": 1, "w2": 0} },
+		})
+		m.SetCache(func() metrics.CacheStats {
+			return metrics.CacheStats{Hits: 7, Misses: 2, Stale: 1, Bypass: 4, Entries: 3, Bytes: 1200}
 		})
 		return m.Link(next)
 	})
@@ -149,7 +152,13 @@ func TestLinkCountsAndPromtoolAccepts(t *testing.T) {
 		`berth_worker_events_total{app="shop",event="spawn"} 1`,
 		`berth_worker_inflight{app="shop",worker="w1"} 0`,
 		`berth_draining{app="shop"} 0`,
-		`berth_worker_recycles_total{app="shop"} 3`,
+		`berth_worker_recycles_total{app="shop",reason="memory"} 2`,
+		`berth_worker_recycles_total{app="shop",reason="max_requests"} 1`,
+		`berth_worker_recycles_total{app="shop",reason="blocked"} 0`,
+		`berth_cache_requests_total{app="shop",result="hit"} 7`,
+		`berth_cache_requests_total{app="shop",result="bypass"} 4`,
+		`berth_cache_entries{app="shop"} 3`,
+		`berth_cache_bytes{app="shop"} 1200`,
 		`berth_worker_restarts{app="shop",worker="w1"} 1`,
 	} {
 		if !strings.Contains(out, want+"\n") {

@@ -37,9 +37,10 @@ type Config struct {
 	// revalidate with the ETag.
 	MaxAge time.Duration
 	// SiblingTTL is how long the presence of a file's precompressed
-	// siblings (NAME.br, NAME.gz) is remembered: a new sibling is seen at
-	// most this late. If zero, DefaultSiblingTTL; if negative, they are
-	// looked up on every request.
+	// siblings (NAME.br, NAME.gz), and the absence of a file, is
+	// remembered: a new sibling or file is seen at most this late. If
+	// zero, DefaultSiblingTTL; if negative, they are looked up on every
+	// request.
 	SiblingTTL time.Duration
 	// Log receives files that exist but cannot be served. If nil,
 	// nothing is logged.
@@ -65,8 +66,12 @@ type Files struct {
 	immutable []byte
 	replies   sync.Pool // *reply
 
-	mu       sync.RWMutex // protects siblings
+	mu       sync.RWMutex // protects siblings, missing
 	siblings map[string]siblingInfo
+	// missing remembers for SiblingTTL the names that are no file here,
+	// so that the requests for the app (most of them) cost no openat
+	// each: a file deployed later is served at most SiblingTTL late.
+	missing map[string]time.Time
 }
 
 // siblingInfo is which precompressed siblings a file had at a time.
@@ -95,7 +100,7 @@ func New(cfg Config) (*Files, error) {
 	if cfg.SiblingTTL == 0 {
 		cfg.SiblingTTL = DefaultSiblingTTL
 	}
-	f := &Files{cfg: cfg, root: root, log: cfg.Log, siblings: map[string]siblingInfo{}}
+	f := &Files{cfg: cfg, root: root, log: cfg.Log, siblings: map[string]siblingInfo{}, missing: map[string]time.Time{}}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
 	}
@@ -155,8 +160,13 @@ func (f *Files) ServeExchange(x *balancer.Exchange) {
 		f.cfg.Next.ServeExchange(x)
 		return
 	}
+	if f.knownMissing(name) {
+		f.cfg.Next.ServeExchange(x)
+		return
+	}
 	file, st, ok := f.open(name)
 	if !ok {
+		f.rememberMissing(name)
 		f.cfg.Next.ServeExchange(x)
 		return
 	}
@@ -326,6 +336,31 @@ func (f *Files) open(name string) (*os.File, fs.FileInfo, bool) {
 		return nil, nil, false
 	}
 	return file, st, true
+}
+
+// knownMissing reports whether name was found to be no file less than
+// SiblingTTL ago.
+func (f *Files) knownMissing(name string) bool {
+	if f.cfg.SiblingTTL < 0 {
+		return false
+	}
+	f.mu.RLock()
+	at, ok := f.missing[name]
+	f.mu.RUnlock()
+	return ok && time.Since(at) < f.cfg.SiblingTTL
+}
+
+func (f *Files) rememberMissing(name string) {
+	if f.cfg.SiblingTTL < 0 {
+		return
+	}
+	now := time.Now()
+	f.mu.Lock()
+	if len(f.missing) >= maxSiblings {
+		clear(f.missing)
+	}
+	f.missing[name] = now
+	f.mu.Unlock()
 }
 
 func isNotDir(err error) bool { return errors.Is(err, syscall.ENOTDIR) }

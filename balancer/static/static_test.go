@@ -446,3 +446,38 @@ func TestSiblingCache(t *testing.T) {
 		t.Errorf("uncached: %v, want only .gz", has)
 	}
 }
+
+// TestMissingCache: a name that is no file is remembered for SiblingTTL,
+// so the app's requests cost no openat each; a file deployed later is
+// served once that time has passed.
+func TestMissingCache(t *testing.T) {
+	dir := t.TempDir()
+	var toApp int
+	next := balancer.HandlerFunc(func(*balancer.Exchange) { toApp++ })
+	f, err := New(Config{Dir: dir, Next: next, SiblingTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if f.knownMissing("late.txt") {
+		t.Fatal("a name never looked up is known missing")
+	}
+	if _, _, ok := f.open("late.txt"); ok {
+		t.Fatal("late.txt exists before it was written")
+	}
+	f.rememberMissing("late.txt")
+	os.WriteFile(filepath.Join(dir, "late.txt"), []byte("late"), 0o644)
+	if !f.knownMissing("late.txt") {
+		t.Error("a missing name is looked up again within its TTL")
+	}
+	f.missing["late.txt"] = time.Now().Add(-2 * time.Hour) // the TTL passed
+	if f.knownMissing("late.txt") {
+		t.Error("a missing name is still taken as missing after its TTL")
+	}
+	short, _ := New(Config{Dir: dir, Next: next, SiblingTTL: -1})
+	defer short.Close()
+	short.rememberMissing("late.txt")
+	if short.knownMissing("late.txt") {
+		t.Error("with a negative SiblingTTL, absence is remembered")
+	}
+}

@@ -150,7 +150,13 @@ func (d *daemon) startFleet() error {
 				st := d.sup.Status()
 				return map[string]int{"wanted": st.Wanted, "ready": st.Ready, "starting": len(st.Starting)}
 			},
-			Recycles: func() int { return d.sup.Status().Recycles },
+			Recycles: func() map[string]int {
+				m := d.sup.Status().RecycleKinds
+				if m == nil {
+					m = map[string]int{}
+				}
+				return m
+			},
 			Restarts: func() map[string]int {
 				m := map[string]int{}
 				for _, w := range d.sup.Status().Workers {

@@ -184,6 +184,13 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 	if err != nil {
 		return nil, err
 	}
+	if d.cache != nil && d.fleet.metrics != nil {
+		c := d.cache
+		d.fleet.metrics.SetCache(func() metrics.CacheStats {
+			st := c.Stats()
+			return metrics.CacheStats{Hits: st.Hits, Misses: st.Misses, Stale: st.Stale, Bypass: st.Bypass, Entries: st.Entries, Bytes: st.Bytes}
+		})
+	}
 	chain = d.fleetChain(chain)
 	tlsOn, err := d.wrapTLS(listeners, netListeners)
 	if err != nil {
