@@ -53,7 +53,11 @@ type conn struct {
 	up atomic.Pointer[upConn]
 }
 
-var bufWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+// bufWriters holds the connections' write buffers, taken for an exchange
+// and given back when the connection goes idle. 16 KiB lets a head and a
+// body of a few KiB (a 4 KiB page, a small static file) leave in one
+// write.
+var bufWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}
 
 func newConn(s *Server, c net.Conn, tls bool) *conn {
 	cn := &conn{s: s, c: c, tls: tls}
@@ -98,24 +102,41 @@ func (cn *conn) serve() {
 	}
 	defer cn.close()
 	cn.setPeer()
-	cn.bw = bufWriters.Get().(*bufio.Writer)
-	cn.bw.Reset(cn.c)
-	defer func() {
-		cn.bw.Reset(nil)
-		bufWriters.Put(cn.bw)
-	}()
+	defer cn.releaseWriter()
 	for {
 		if !cn.readRequest() {
 			return
 		}
+		cn.acquireWriter()
 		if !cn.exchange() {
 			return
 		}
 		if cn.s.shutting.Load() {
 			return
 		}
+		// An idle keep-alive connection holds no write buffer.
+		cn.releaseWriter()
 		cn.state.Store(stateIdle)
 		cn.s.wentIdle()
+	}
+}
+
+// acquireWriter gives the connection a write buffer from the pool for an
+// exchange (or an error answer).
+func (cn *conn) acquireWriter() {
+	if cn.bw == nil {
+		cn.bw = bufWriters.Get().(*bufio.Writer)
+		cn.bw.Reset(cn.c)
+	}
+}
+
+// releaseWriter gives the write buffer back; what it held was flushed
+// (or is dropped with a connection that ends).
+func (cn *conn) releaseWriter() {
+	if cn.bw != nil {
+		cn.bw.Reset(nil)
+		bufWriters.Put(cn.bw)
+		cn.bw = nil
 	}
 }
 
@@ -243,6 +264,7 @@ func hasPrefixFold(b []byte, prefix string) bool {
 // answer writes a short plain-text response of berth's own and marks the
 // connection to close: the client's request could not be read whole.
 func (cn *conn) answer(status int, reason string) {
+	cn.acquireWriter()
 	cn.w.reset(cn)
 	cn.w.closeAfter = true
 	cn.linger = true

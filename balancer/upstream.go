@@ -147,7 +147,7 @@ func (u *Upstream) getConn(ctx context.Context) (*upConn, error) {
 	uc := &upConn{up: u, c: c}
 	uc.cw.c = c
 	uc.bw = bufio.NewWriterSize(&uc.cw, 4<<10)
-	uc.rd = h1.NewReader(limitedReader{uc}, h1.Limits{MaxHeaderBytes: 256 << 10, MaxRequestLine: 64 << 10, MaxFields: 1000})
+	uc.rd = h1.NewReaderSize(limitedReader{uc}, h1.Limits{MaxHeaderBytes: 256 << 10, MaxRequestLine: 64 << 10, MaxFields: 1000}, 32<<10)
 	return uc, nil
 }
 

@@ -54,6 +54,9 @@ type SupervisorConfig struct {
 	OnGone func(Worker)
 	// OnChange is called whenever the Status changes.
 	OnChange func(Status)
+	// OnStartFailed, if not nil, is called for every start of a worker
+	// that failed (before it was ready), with its error.
+	OnStartFailed func(name string, err error)
 	// Log receives the supervisor's messages. If nil, nothing is logged.
 	Log *slog.Logger
 }
@@ -503,6 +506,9 @@ func (s *Supervisor) runSlot(ctx context.Context, sl *slot, stopCtx func() conte
 			failures++
 			wait := backoff(s.cfg.BackoffMin, s.cfg.BackoffMax, failures)
 			s.log.Error("worker failed to start", "worker", sl.name, "attempt", failures, "retry_in", wait.String(), "err", err)
+			if s.cfg.OnStartFailed != nil {
+				s.cfg.OnStartFailed(sl.name, err)
+			}
 			s.update(func() { s.failing = err.Error(); sl.starting = nil })
 			if pending != nil {
 				pending <- err

@@ -209,7 +209,14 @@ func TestSupervisorIdleCrashBacksOff(t *testing.T) {
 func TestSupervisorCrashLoopBacksOff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := &fakeBackend{started: make(chan *fakeWorker, 10), failing: errors.New("boom")}
-		s, ev, _ := newTestSupervisor(t, b, 1)
+		var failed atomic.Int32
+		s, ev, _ := newTestSupervisor(t, b, 1, func(c *SupervisorConfig) {
+			c.OnStartFailed = func(name string, err error) {
+				if name == "w1" && err.Error() == "boom" {
+					failed.Add(1)
+				}
+			}
+		})
 		for b.nAttempts() < 5 {
 			time.Sleep(10 * time.Millisecond)
 		}
@@ -225,6 +232,9 @@ func TestSupervisorCrashLoopBacksOff(t *testing.T) {
 		b.mu.Unlock()
 		if fmt.Sprint(gaps) != "[20ms 40ms 80ms 160ms]" {
 			t.Errorf("waits between attempts %v, want 20ms doubling", gaps)
+		}
+		if n := failed.Load(); n < 5 {
+			t.Errorf("OnStartFailed told of %d failed starts, want at least 5", n)
 		}
 		<-b.started
 		if e := ev.next(t); !strings.HasPrefix(e, "ready w1") {

@@ -48,8 +48,12 @@ func (r *Reader) fill() error {
 		return r.err
 	}
 	if r.buf == nil {
-		p := bufPool.Get().(*[bufSize]byte)
-		r.buf, r.pooled = p[:], p
+		if r.size > bufSize {
+			r.buf, r.pooled = make([]byte, r.size), nil
+		} else {
+			p := bufPool.Get().(*[bufSize]byte)
+			r.buf, r.pooled = p[:], p
+		}
 		r.r, r.w, r.floor = 0, 0, 0
 	}
 	if r.r == r.w {

@@ -60,6 +60,7 @@ type Reader struct {
 	// overwritten while its body is read.
 	buf         []byte
 	r, w, floor int
+	size        int            // the buffer to start with, if over bufSize
 	pooled      *[bufSize]byte // buf's array when it came from bufPool
 	retired     *[bufSize]byte // a pooled array the current head still points into
 	err         error          // the connection's error, returned once the buffer is drained
@@ -75,6 +76,18 @@ func NewReader(rd io.Reader, lim Limits) *Reader {
 	r := &Reader{}
 	r.lim = lim
 	r.Reset(rd)
+	return r
+}
+
+// NewReaderSize is NewReader with a buffer of size bytes of its own (not
+// pooled) when size is larger than the default 4 KiB: for connections
+// that carry bodies of several KiB, such as a proxy's to its workers, so
+// that a response of a few KiB arrives in one read.
+func NewReaderSize(rd io.Reader, lim Limits, size int) *Reader {
+	r := NewReader(rd, lim)
+	if size > bufSize {
+		r.size = size
+	}
 	return r
 }
 

@@ -113,7 +113,7 @@ func New(cfg Config) *Metrics {
 	m.events = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "berth_worker_events_total", Help: "Worker lifecycle events: spawn, spawn_failure, exit, restart, recycle.", ConstLabels: constLabels,
 	}, []string{"event"})
-	for _, e := range []string{EventSpawn, EventExit} {
+	for _, e := range []string{EventSpawn, EventSpawnFailure, EventExit} {
 		m.events.WithLabelValues(e) // present at 0 from the start
 	}
 	m.reg.MustRegister(m.requests, m.duration, m.queue, m.events, &poolCollector{m: m, constLabels: constLabels})

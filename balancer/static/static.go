@@ -66,12 +66,45 @@ type Files struct {
 	immutable []byte
 	replies   sync.Pool // *reply
 
-	mu       sync.RWMutex // protects siblings, missing
+	mu       sync.RWMutex // protects siblings, missing, contents, contentBytes
 	siblings map[string]siblingInfo
 	// missing remembers for SiblingTTL the names that are no file here,
 	// so that the requests for the app (most of them) cost no openat
 	// each: a file deployed later is served at most SiblingTTL late.
 	missing map[string]time.Time
+	// contents holds small files' bytes for SiblingTTL, so that serving
+	// one costs no open, stat, read or close, and leaves in the same
+	// write as its head; contentBytes is their total.
+	contents     map[string]content
+	contentBytes int64
+}
+
+// content is a small file as it was read at a time.
+type content struct {
+	data []byte
+	st   fs.FileInfo
+	at   time.Time
+}
+
+// Bounds of the small-file cache: files up to maxCachedFile, up to
+// maxCachedBytes in all (the cache is emptied when it would grow past).
+const (
+	maxCachedFile  = 64 << 10
+	maxCachedBytes = 16 << 20
+)
+
+// source is a file to answer with: its bytes when cached, else the open
+// file (the caller closes it).
+type source struct {
+	data []byte
+	file *os.File
+	st   fs.FileInfo
+}
+
+func (s source) close() {
+	if s.file != nil {
+		s.file.Close()
+	}
 }
 
 // siblingInfo is which precompressed siblings a file had at a time.
@@ -100,7 +133,7 @@ func New(cfg Config) (*Files, error) {
 	if cfg.SiblingTTL == 0 {
 		cfg.SiblingTTL = DefaultSiblingTTL
 	}
-	f := &Files{cfg: cfg, root: root, log: cfg.Log, siblings: map[string]siblingInfo{}, missing: map[string]time.Time{}}
+	f := &Files{cfg: cfg, root: root, log: cfg.Log, siblings: map[string]siblingInfo{}, missing: map[string]time.Time{}, contents: map[string]content{}}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
 	}
@@ -164,13 +197,13 @@ func (f *Files) ServeExchange(x *balancer.Exchange) {
 		f.cfg.Next.ServeExchange(x)
 		return
 	}
-	file, st, ok := f.open(name)
+	src, ok := f.get(name)
 	if !ok {
 		f.rememberMissing(name)
 		f.cfg.Next.ServeExchange(x)
 		return
 	}
-	defer file.Close()
+	defer func() { src.close() }()
 
 	// A precompressed sibling the client accepts replaces the file; any
 	// sibling at all makes the answer depend on Accept-Encoding.
@@ -185,9 +218,9 @@ func (f *Files) ServeExchange(x *balancer.Exchange) {
 			}
 			vary = true
 			if ae != nil && accepts(ae, e.token) {
-				if sf, sst, ok := f.open(name + e.ext); ok {
-					file.Close()
-					file, st, enc = sf, sst, e.value
+				if sib, ok := f.get(name + e.ext); ok {
+					src.close()
+					src, enc = sib, e.value
 					break
 				}
 			}
@@ -200,8 +233,8 @@ func (f *Files) ServeExchange(x *balancer.Exchange) {
 	r.resp = h1.Response{Header: r.resp.Header[:0]}
 	resp := &r.resp
 
-	mod := st.ModTime()
-	size := st.Size()
+	mod := src.st.ModTime()
+	size := src.st.Size()
 	r.scratch = append(r.scratch, '"')
 	r.scratch = strconv.AppendInt(r.scratch, mod.UnixNano(), 36)
 	r.scratch = append(r.scratch, '-')
@@ -281,14 +314,62 @@ func (f *Files) ServeExchange(x *balancer.Exchange) {
 	if err := x.W.WriteHead(resp); err != nil || head || n == 0 {
 		return
 	}
+	if src.data != nil {
+		x.W.Write(src.data[off : off+n])
+		return
+	}
 	if off > 0 {
-		if _, err := file.Seek(off, io.SeekStart); err != nil {
+		if _, err := src.file.Seek(off, io.SeekStart); err != nil {
 			return // the front door closes a response cut short
 		}
 	}
-	if _, err := io.Copy(x.W, &io.LimitedReader{R: file, N: n}); err != nil {
+	if _, err := io.Copy(x.W, &io.LimitedReader{R: src.file, N: n}); err != nil {
 		f.log.Debug("static file not sent whole", "file", name, "err", err)
 	}
+}
+
+// get returns the file name: a small one from the cache while its entry
+// is younger than SiblingTTL (a changed file is seen at most that late),
+// else opened.
+func (f *Files) get(name string) (source, bool) {
+	now := time.Now()
+	if f.cfg.SiblingTTL > 0 {
+		f.mu.RLock()
+		c, ok := f.contents[name]
+		f.mu.RUnlock()
+		if ok && now.Sub(c.at) < f.cfg.SiblingTTL {
+			return source{data: c.data, st: c.st}, true
+		}
+	}
+	file, st, ok := f.open(name)
+	if !ok {
+		return source{}, false
+	}
+	if f.cfg.SiblingTTL <= 0 || st.Size() > maxCachedFile {
+		return source{file: file, st: st}, true
+	}
+	data := make([]byte, st.Size())
+	if _, err := io.ReadFull(file, data); err != nil {
+		// Changed while read: serve it from the file as it is now.
+		if _, err := file.Seek(0, io.SeekStart); err != nil {
+			file.Close()
+			return source{}, false
+		}
+		return source{file: file, st: st}, true
+	}
+	file.Close()
+	f.mu.Lock()
+	if old, ok := f.contents[name]; ok {
+		f.contentBytes -= int64(len(old.data))
+	}
+	if f.contentBytes+int64(len(data)) > maxCachedBytes || len(f.contents) >= maxSiblings {
+		clear(f.contents)
+		f.contentBytes = 0
+	}
+	f.contents[name] = content{data: data, st: st, at: now}
+	f.contentBytes += int64(len(data))
+	f.mu.Unlock()
+	return source{data: data, st: st}, true
 }
 
 // siblingsOf reports which precompressed siblings name has, from the

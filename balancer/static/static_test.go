@@ -29,6 +29,13 @@ type fixture struct {
 
 func newFixture(t *testing.T, maxAge time.Duration) *fixture {
 	t.Helper()
+	return newFixtureTTL(t, maxAge, 0)
+}
+
+// newFixtureTTL is newFixture with Config.SiblingTTL set (negative: every
+// request looks the files up, so a change shows at once).
+func newFixtureTTL(t *testing.T, maxAge, ttl time.Duration) *fixture {
+	t.Helper()
 	base := t.TempDir()
 	dir := filepath.Join(base, "public")
 	large := make([]byte, 3<<20+17)
@@ -80,7 +87,7 @@ func newFixture(t *testing.T, maxAge time.Duration) *fixture {
 			io.WriteString(x.W, text)
 		}
 	})
-	files2, err := New(Config{Dir: dir, Next: app, MaxAge: maxAge})
+	files2, err := New(Config{Dir: dir, Next: app, MaxAge: maxAge, SiblingTTL: ttl})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +222,7 @@ func TestServes(t *testing.T) {
 }
 
 func TestConditional(t *testing.T) {
-	f := newFixture(t, 0)
+	f := newFixtureTTL(t, 0, -1) // the change below must show at once
 	resp, _ := f.do(t, get("/app.js", "Accept-Encoding: br\r\n"))
 	etag, lm := resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
 	if etag == "" || lm == "" {
@@ -480,4 +487,38 @@ func TestMissingCache(t *testing.T) {
 	if short.knownMissing("late.txt") {
 		t.Error("with a negative SiblingTTL, absence is remembered")
 	}
+}
+
+// TestContentCache: a small file is read once and served from memory for
+// SiblingTTL (a change shows at most that late); a large one is not kept.
+func TestContentCache(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "small.txt"), []byte("v1"), 0o644)
+	os.WriteFile(filepath.Join(dir, "big.bin"), make([]byte, maxCachedFile+1), 0o644)
+	f, err := New(Config{Dir: dir, Next: balancer.HandlerFunc(func(*balancer.Exchange) {}), SiblingTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	src, ok := f.get("small.txt")
+	if !ok || string(src.data) != "v1" || src.file != nil {
+		t.Fatalf("small file: %+v %v, want its bytes from memory", src, ok)
+	}
+	os.WriteFile(filepath.Join(dir, "small.txt"), []byte("v2"), 0o644)
+	if src, _ := f.get("small.txt"); string(src.data) != "v1" {
+		t.Errorf("within the TTL got %q, want the cached v1", src.data)
+	}
+	f.mu.Lock()
+	c := f.contents["small.txt"]
+	c.at = time.Now().Add(-2 * time.Hour) // the TTL passed
+	f.contents["small.txt"] = c
+	f.mu.Unlock()
+	if src, _ := f.get("small.txt"); string(src.data) != "v2" {
+		t.Errorf("after the TTL got %q, want v2", src.data)
+	}
+	big, ok := f.get("big.bin")
+	if !ok || big.data != nil || big.file == nil {
+		t.Errorf("a file over %d bytes was kept in memory", maxCachedFile)
+	}
+	big.close()
 }

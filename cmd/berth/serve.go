@@ -223,6 +223,11 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 		MemoryLimit:  memoryLimit,
 		OnReady:      ups.add,
 		OnGone:       ups.remove,
+		OnStartFailed: func(string, error) {
+			if ups.metrics != nil {
+				ups.metrics.CountEvent(metrics.EventSpawnFailure)
+			}
+		},
 		OnChange: func(st spawner.Status) {
 			d.pool.SetUnavailable(unavailableText(st, cfg.FriendlyErrorPages))
 			if st.Ready == st.Wanted || st.Failing != "" {
