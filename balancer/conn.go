@@ -536,10 +536,10 @@ var methodHEAD = []byte("HEAD")
 // itself or that belongs to the worker's connection.
 func skipResponseField(name []byte, resp *h1.Response, upgrade bool) bool {
 	switch {
-	case equalFold(name, "Connection"), equalFold(name, "Upgrade"):
+	case h1.EqualFold(name, "Connection"), h1.EqualFold(name, "Upgrade"):
 		return !upgrade
-	case equalFold(name, "Content-Length"), equalFold(name, "Transfer-Encoding"),
-		equalFold(name, "Keep-Alive"), equalFold(name, "TE"), equalFold(name, "Proxy-Connection"):
+	case h1.EqualFold(name, "Content-Length"), h1.EqualFold(name, "Transfer-Encoding"),
+		h1.EqualFold(name, "Keep-Alive"), h1.EqualFold(name, "TE"), h1.EqualFold(name, "Proxy-Connection"):
 		return true
 	}
 	return !upgrade && connectionNames(resp.Header, name)
@@ -552,7 +552,7 @@ func connectionNames(fs h1.Fields, name []byte) bool {
 }
 
 func isStandardConnectionToken(name []byte) bool {
-	return equalFold(name, "close") || equalFold(name, "keep-alive")
+	return h1.EqualFold(name, "close") || h1.EqualFold(name, "keep-alive")
 }
 
 func (w *clientWriter) Write(p []byte) (int, error) {
@@ -680,25 +680,6 @@ func (w *clientWriter) finish() bool {
 		return false
 	}
 	return ok && !w.closeAfter
-}
-
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		c, d := b[i], s[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if 'A' <= d && d <= 'Z' {
-			d += 'a' - 'A'
-		}
-		if c != d {
-			return false
-		}
-	}
-	return true
 }
 
 // hijack hands the client connection to the caller (a protocol switch):

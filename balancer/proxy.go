@@ -338,7 +338,7 @@ func (p *Proxy) stickyCookie(up *Upstream) []byte {
 // Cookie fields, or nil.
 func cookieValue(fs h1.Fields, name string) []byte {
 	for _, f := range fs {
-		if !equalFold(f.Name, "Cookie") {
+		if !h1.EqualFold(f.Name, "Cookie") {
 			continue
 		}
 		v := f.Value
@@ -360,7 +360,7 @@ func cookieValue(fs h1.Fields, name string) []byte {
 
 // wantsOOB reports whether the app asked for out-of-band work.
 func wantsOOB(resp *h1.Response) bool {
-	return resp.Header.Has("X-Berth-OOB-Work") || equalFold(resp.Header.Get("X-Passenger-Request-OOB-Work"), "true")
+	return resp.Header.Has("X-Berth-OOB-Work") || h1.EqualFold(resp.Header.Get("X-Passenger-Request-OOB-Work"), "true")
 }
 
 // writeBody copies the client's body to the worker, in its own framing:
@@ -453,23 +453,23 @@ func copyFields(dst, src h1.Fields) h1.Fields {
 func hopByHop(name []byte) bool {
 	switch len(name) {
 	case 2:
-		return equalFold(name, "TE")
+		return h1.EqualFold(name, "TE")
 	case 6:
-		return equalFold(name, "Expect")
+		return h1.EqualFold(name, "Expect")
 	case 7:
-		return equalFold(name, "Upgrade") || equalFold(name, "Trailer")
+		return h1.EqualFold(name, "Upgrade") || h1.EqualFold(name, "Trailer")
 	case 9:
-		return equalFold(name, "Forwarded")
+		return h1.EqualFold(name, "Forwarded")
 	case 10:
-		return equalFold(name, "Connection") || equalFold(name, "Keep-Alive")
+		return h1.EqualFold(name, "Connection") || h1.EqualFold(name, "Keep-Alive")
 	case 14:
-		return equalFold(name, "Content-Length")
+		return h1.EqualFold(name, "Content-Length")
 	case 15:
-		return equalFold(name, "X-Forwarded-For")
+		return h1.EqualFold(name, "X-Forwarded-For")
 	case 16:
-		return equalFold(name, "Proxy-Connection") || equalFold(name, "X-Forwarded-Host")
+		return h1.EqualFold(name, "Proxy-Connection") || h1.EqualFold(name, "X-Forwarded-Host")
 	case 17:
-		return equalFold(name, "Transfer-Encoding") || equalFold(name, "X-Forwarded-Proto")
+		return h1.EqualFold(name, "Transfer-Encoding") || h1.EqualFold(name, "X-Forwarded-Proto")
 	}
 	return false
 }
@@ -505,7 +505,7 @@ func writeRequestHead(uc *upConn, x *Exchange, trusted bool) {
 	bw.WriteString("X-Forwarded-For: ")
 	if trusted {
 		for _, f := range req.Header {
-			if equalFold(f.Name, "X-Forwarded-For") {
+			if h1.EqualFold(f.Name, "X-Forwarded-For") {
 				bw.Write(f.Value)
 				bw.WriteString(", ")
 			}
@@ -557,7 +557,7 @@ func writeForwarded(bw *bufio.Writer, x *Exchange, trusted bool, host, scratch [
 	bw.WriteString("\r\nForwarded: ")
 	if trusted {
 		for _, f := range x.Req.Header {
-			if equalFold(f.Name, "Forwarded") && len(f.Value) > 0 {
+			if h1.EqualFold(f.Name, "Forwarded") && len(f.Value) > 0 {
 				bw.Write(f.Value)
 				bw.WriteString(", ")
 			}

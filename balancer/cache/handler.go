@@ -599,12 +599,12 @@ func (r *recorder) revalidated(resp *h1.Response, now time.Time) error {
 	c, old := r.c, r.old
 	merged := make(h1.Fields, 0, len(old.header)+len(resp.Header))
 	for _, f := range old.header {
-		if _, n := h1Get(resp.Header, string(f.Name)); n == 0 || equalFold(f.Name, "content-type") {
+		if _, n := h1Get(resp.Header, string(f.Name)); n == 0 || h1.EqualFold(f.Name, "content-type") {
 			merged = append(merged, f)
 		}
 	}
 	for _, f := range resp.Header {
-		if !hopByHop(f.Name) && !equalFold(f.Name, "content-type") && !equalFold(f.Name, "cache-status") {
+		if !hopByHop(f.Name) && !h1.EqualFold(f.Name, "content-type") && !h1.EqualFold(f.Name, "cache-status") {
 			merged = append(merged, f)
 		}
 	}
@@ -624,7 +624,7 @@ func (r *recorder) revalidated(resp *h1.Response, now time.Time) error {
 	// 304 had one) with the stored body.
 	out := append(h1.Fields(nil), merged...)
 	for _, f := range resp.Header {
-		if equalFold(f.Name, "set-cookie") || equalFold(f.Name, "set-cookie2") {
+		if h1.EqualFold(f.Name, "set-cookie") || h1.EqualFold(f.Name, "set-cookie2") {
 			out = append(out, f)
 		}
 	}
@@ -734,9 +734,9 @@ func newEntry(primary, variant string, status int, fs h1.Fields, d decision, now
 		val := buf[s:len(buf):len(buf)]
 		e.header = append(e.header, h1.Field{Name: name, Value: val})
 		switch {
-		case equalFold(name, "etag"):
+		case h1.EqualFold(name, "etag"):
 			e.etag = val
-		case equalFold(name, "last-modified"):
+		case h1.EqualFold(name, "last-modified"):
 			e.lastModified = val
 		}
 	}
@@ -762,7 +762,7 @@ func newEntry(primary, variant string, status int, fs h1.Fields, d decision, now
 // (those fields are hop-by-hop too, RFC 9110 §7.6.1).
 func connectionNamed(fs h1.Fields, name []byte) bool {
 	for i := range fs {
-		if equalFold(fs[i].Name, "connection") && fs[i:i+1].HasToken("connection", string(name)) {
+		if h1.EqualFold(fs[i].Name, "connection") && fs[i:i+1].HasToken("connection", string(name)) {
 			return true
 		}
 	}

@@ -34,35 +34,35 @@ func scanHead(fs h1.Fields) head {
 		n := fs[i].Name
 		switch len(n) {
 		case 4:
-			if equalFold(n, "host") {
+			if h1.EqualFold(n, "host") {
 				r.host = fs[i].Value
 				r.hosts++
 			}
 		case 8:
-			if equalFold(n, "if-match") || equalFold(n, "if-range") {
+			if h1.EqualFold(n, "if-match") || h1.EqualFold(n, "if-range") {
 				r.precond = true
 				r.condition = true
 			}
 		case 13:
-			if equalFold(n, "authorization") {
+			if h1.EqualFold(n, "authorization") {
 				r.auth = true
-			} else if equalFold(n, "cache-control") {
+			} else if h1.EqualFold(n, "cache-control") {
 				if fs[i:i+1].HasToken("cache-control", "no-store") {
 					r.noStore = true
 				}
-			} else if equalFold(n, "if-none-match") {
+			} else if h1.EqualFold(n, "if-none-match") {
 				r.inm = fs[i].Value
 				r.nINM++
 				r.condition = true
 			}
 		case 17:
-			if equalFold(n, "if-modified-since") {
+			if h1.EqualFold(n, "if-modified-since") {
 				r.ims = fs[i].Value
 				r.nIMS++
 				r.condition = true
 			}
 		case 19:
-			if equalFold(n, "if-unmodified-since") {
+			if h1.EqualFold(n, "if-unmodified-since") {
 				r.precond = true
 				r.condition = true
 			}
@@ -152,9 +152,9 @@ func locationKey(reqKey string, loc []byte) (string, bool) {
 	}
 	var tls bool
 	switch {
-	case len(loc) > 7 && equalFold(loc[:7], "http://"):
+	case len(loc) > 7 && h1.EqualFold(loc[:7], "http://"):
 		loc = loc[7:]
-	case len(loc) > 8 && equalFold(loc[:8], "https://"):
+	case len(loc) > 8 && h1.EqualFold(loc[:8], "https://"):
 		loc, tls = loc[8:], true
 	default:
 		return "", false // relative paths and other schemes: not worth it
@@ -197,7 +197,7 @@ func appendVariant(dst []byte, fs h1.Fields, cookies []string, vary []string) ([
 		dst = append(dst, 1, 0, 0, 0, 0) // the length goes in these four bytes
 		found := false
 		for i := range fs {
-			if !equalFold(fs[i].Name, name) {
+			if !h1.EqualFold(fs[i].Name, name) {
 				continue
 			}
 			if found {
@@ -231,7 +231,7 @@ func appendPart(dst, v []byte, present bool) []byte {
 // different values.
 func cookieValue(fs h1.Fields, name string) (val []byte, n int, ok bool) {
 	for i := range fs {
-		if !equalFold(fs[i].Name, "cookie") {
+		if !h1.EqualFold(fs[i].Name, "cookie") {
 			continue
 		}
 		v := fs[i].Value
@@ -272,7 +272,7 @@ const (
 func acceptEncoding(fs h1.Fields) byte {
 	var mask, star, refused byte
 	for i := range fs {
-		if !equalFold(fs[i].Name, "accept-encoding") {
+		if !h1.EqualFold(fs[i].Name, "accept-encoding") {
 			continue
 		}
 		mask |= aePresent
@@ -291,13 +291,13 @@ func acceptEncoding(fs h1.Fields) byte {
 			coding = trimOWS(coding)
 			var bit byte
 			switch {
-			case equalFold(coding, "gzip"), equalFold(coding, "x-gzip"):
+			case h1.EqualFold(coding, "gzip"), h1.EqualFold(coding, "x-gzip"):
 				bit = aeGzip
-			case equalFold(coding, "br"):
+			case h1.EqualFold(coding, "br"):
 				bit = aeBr
-			case equalFold(coding, "zstd"):
+			case h1.EqualFold(coding, "zstd"):
 				bit = aeZstd
-			case equalFold(coding, "deflate"):
+			case h1.EqualFold(coding, "deflate"):
 				bit = aeDeflate
 			case len(coding) == 1 && coding[0] == '*':
 				if !q0 {

@@ -36,7 +36,7 @@ const (
 func parseCacheControl(fs h1.Fields) cacheControl {
 	cc := cacheControl{maxAge: absent, sMaxAge: absent, swr: absent, sie: absent}
 	for i := range fs {
-		if !equalFold(fs[i].Name, "cache-control") {
+		if !h1.EqualFold(fs[i].Name, "cache-control") {
 			continue
 		}
 		v := fs[i].Value
@@ -44,30 +44,30 @@ func parseCacheControl(fs h1.Fields) cacheControl {
 			var name, arg []byte
 			name, arg, v = nextDirective(v)
 			switch {
-			case equalFold(name, "max-age"):
+			case h1.EqualFold(name, "max-age"):
 				cc.maxAge = setDelta(cc.maxAge, arg)
-			case equalFold(name, "s-maxage"):
+			case h1.EqualFold(name, "s-maxage"):
 				cc.sMaxAge = setDelta(cc.sMaxAge, arg)
-			case equalFold(name, "stale-while-revalidate"):
+			case h1.EqualFold(name, "stale-while-revalidate"):
 				cc.swr = setDelta(cc.swr, arg)
-			case equalFold(name, "stale-if-error"):
+			case h1.EqualFold(name, "stale-if-error"):
 				cc.sie = setDelta(cc.sie, arg)
-			case equalFold(name, "no-store"):
+			case h1.EqualFold(name, "no-store"):
 				cc.noStore = true
-			case equalFold(name, "no-cache"):
+			case h1.EqualFold(name, "no-cache"):
 				// The qualified form (no-cache="Set-Cookie") is
 				// taken as the unqualified one: more restrictive
 				// (§5.2.2.4 allows it).
 				cc.noCache = true
-			case equalFold(name, "private"):
+			case h1.EqualFold(name, "private"):
 				// Likewise private="field" is taken as private
 				// (§5.2.2.7): a shared cache does not store it.
 				cc.private = true
-			case equalFold(name, "public"):
+			case h1.EqualFold(name, "public"):
 				cc.public = true
-			case equalFold(name, "must-revalidate"):
+			case h1.EqualFold(name, "must-revalidate"):
 				cc.mustRevalidate = true
-			case equalFold(name, "proxy-revalidate"):
+			case h1.EqualFold(name, "proxy-revalidate"):
 				cc.proxyRevalidate = true
 			}
 		}
@@ -304,7 +304,7 @@ func varyStar(h h1.Fields) bool { return h.HasToken("vary", "*") }
 func varyNames(h h1.Fields) []string {
 	var names []string
 	for i := range h {
-		if !equalFold(h[i].Name, "vary") {
+		if !h1.EqualFold(h[i].Name, "vary") {
 			continue
 		}
 		v := h[i].Value
@@ -422,21 +422,21 @@ func notModifiedSince(ims, lastModified []byte) bool {
 func hopByHop(name []byte) bool {
 	switch len(name) {
 	case 2:
-		return equalFold(name, "te")
+		return h1.EqualFold(name, "te")
 	case 3:
-		return equalFold(name, "age")
+		return h1.EqualFold(name, "age")
 	case 7:
-		return equalFold(name, "trailer") || equalFold(name, "upgrade")
+		return h1.EqualFold(name, "trailer") || h1.EqualFold(name, "upgrade")
 	case 10:
-		return equalFold(name, "connection") || equalFold(name, "keep-alive") || equalFold(name, "set-cookie")
+		return h1.EqualFold(name, "connection") || h1.EqualFold(name, "keep-alive") || h1.EqualFold(name, "set-cookie")
 	case 11:
-		return equalFold(name, "set-cookie2")
+		return h1.EqualFold(name, "set-cookie2")
 	case 14:
-		return equalFold(name, "content-length")
+		return h1.EqualFold(name, "content-length")
 	case 16:
-		return equalFold(name, "proxy-connection")
+		return h1.EqualFold(name, "proxy-connection")
 	case 17:
-		return equalFold(name, "transfer-encoding")
+		return h1.EqualFold(name, "transfer-encoding")
 	}
 	return false
 }
@@ -445,7 +445,7 @@ func hopByHop(name []byte) bool {
 // 9110 §15.4.5): the ones a 200 would have carried that guide caches.
 func notModifiedField(name []byte) bool {
 	for _, n := range [...]string{"cache-control", "content-location", "date", "etag", "expires", "vary", "last-modified"} {
-		if equalFold(name, n) {
+		if h1.EqualFold(name, n) {
 			return true
 		}
 	}
@@ -455,7 +455,7 @@ func notModifiedField(name []byte) bool {
 // hasField reports whether h has a field named name (lower case).
 func hasField(h h1.Fields, name string) bool {
 	for i := range h {
-		if equalFold(h[i].Name, name) {
+		if h1.EqualFold(h[i].Name, name) {
 			return true
 		}
 	}
@@ -467,7 +467,7 @@ func h1Get(h h1.Fields, name string) ([]byte, int) {
 	var v []byte
 	n := 0
 	for i := range h {
-		if equalFold(h[i].Name, name) {
+		if h1.EqualFold(h[i].Name, name) {
 			if n == 0 {
 				v = h[i].Value
 			}
@@ -475,28 +475,6 @@ func h1Get(h h1.Fields, name string) ([]byte, int) {
 		}
 	}
 	return v, n
-}
-
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		c, d := b[i], s[i]
-		if c == d {
-			continue
-		}
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if 'A' <= d && d <= 'Z' {
-			d += 'a' - 'A'
-		}
-		if c != d {
-			return false
-		}
-	}
-	return true
 }
 
 func lower(b []byte) string {

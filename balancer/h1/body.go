@@ -248,7 +248,7 @@ func (b *Body) readDirect(p []byte) (int, bool) {
 func dropForbiddenTrailers(fs *Fields) {
 	out := (*fs)[:0]
 	for _, f := range *fs {
-		if !hopByHop(f.Name) && !equalFold(f.Name, "content-length") && !equalFold(f.Name, "host") {
+		if !hopByHop(f.Name) && !EqualFold(f.Name, "content-length") && !EqualFold(f.Name, "host") {
 			out = append(out, f)
 		}
 	}

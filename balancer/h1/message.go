@@ -17,7 +17,7 @@ type Fields []Field
 // Get returns the value of the first field named name, or nil.
 func (fs Fields) Get(name string) []byte {
 	for i := range fs {
-		if equalFold(fs[i].Name, name) {
+		if EqualFold(fs[i].Name, name) {
 			return fs[i].Value
 		}
 	}
@@ -27,7 +27,7 @@ func (fs Fields) Get(name string) []byte {
 // Has reports whether a field named name is present.
 func (fs Fields) Has(name string) bool {
 	for i := range fs {
-		if equalFold(fs[i].Name, name) {
+		if EqualFold(fs[i].Name, name) {
 			return true
 		}
 	}
@@ -39,7 +39,7 @@ func (fs Fields) Has(name string) bool {
 // Connection, Transfer-Encoding and Cache-Control do.
 func (fs Fields) HasToken(name, token string) bool {
 	for i := range fs {
-		if !equalFold(fs[i].Name, name) {
+		if !EqualFold(fs[i].Name, name) {
 			continue
 		}
 		v := fs[i].Value
@@ -50,7 +50,7 @@ func (fs Fields) HasToken(name, token string) bool {
 			} else {
 				item, v = v, nil
 			}
-			if equalFold(trimOWS(item), token) {
+			if EqualFold(trimOWS(item), token) {
 				return true
 			}
 		}
@@ -62,7 +62,7 @@ func (fs Fields) HasToken(name, token string) bool {
 func (fs *Fields) Del(name string) {
 	out := (*fs)[:0]
 	for _, f := range *fs {
-		if !equalFold(f.Name, name) {
+		if !EqualFold(f.Name, name) {
 			out = append(out, f)
 		}
 	}
@@ -168,7 +168,9 @@ func (resp *Response) BodyLength(method []byte) (n int64, chunked bool) {
 	return resp.ContentLength, resp.Chunked
 }
 
-func equalFold(b []byte, s string) bool {
+// EqualFold reports whether b and s are equal under ASCII case folding,
+// as field names and tokens compare; it allocates nothing.
+func EqualFold(b []byte, s string) bool {
 	if len(b) != len(s) {
 		return false
 	}

@@ -120,41 +120,41 @@ func parseFields(head []byte, fs *Fields, fi *fieldInfo, errf func(int, string) 
 func (fi *fieldInfo) note(name, value []byte) {
 	switch len(name) {
 	case 4:
-		if equalFold(name, "host") {
+		if EqualFold(name, "host") {
 			fi.hosts++
 			fi.hostBad = fi.hostBad || !validHost(value)
 		}
 	case 6:
-		if equalFold(name, "expect") && equalFold(value, "100-continue") {
+		if EqualFold(name, "expect") && EqualFold(value, "100-continue") {
 			fi.expect100 = true
 		}
 	case 7:
-		if equalFold(name, "upgrade") {
+		if EqualFold(name, "upgrade") {
 			fi.upgrade = true
 		}
 	case 10:
-		if equalFold(name, "connection") {
+		if EqualFold(name, "connection") {
 			for v := value; len(v) > 0; {
 				var item []byte
 				item, v = nextItem(v)
 				switch {
-				case equalFold(item, "close"):
+				case EqualFold(item, "close"):
 					fi.close = true
-				case equalFold(item, "keep-alive"):
+				case EqualFold(item, "keep-alive"):
 					fi.keepAlive = true
-				case equalFold(item, "upgrade"):
+				case EqualFold(item, "upgrade"):
 					fi.connUpgrade = true
 				}
 			}
 		}
 	case 14:
-		if equalFold(name, "content-length") {
+		if EqualFold(name, "content-length") {
 			fi.cls++
 			n, ok := parseContentLength(value)
 			fi.cl, fi.clBad = n, fi.clBad || !ok
 		}
 	case 17:
-		if equalFold(name, "transfer-encoding") {
+		if EqualFold(name, "transfer-encoding") {
 			fi.tes++
 			for v := value; len(v) > 0; {
 				var item []byte
@@ -166,7 +166,7 @@ func (fi *fieldInfo) note(name, value []byte) {
 					fi.teChunkedNotLast = true
 				}
 				fi.teAny = true
-				fi.teLastChunked = equalFold(item, "chunked")
+				fi.teLastChunked = EqualFold(item, "chunked")
 				if !fi.teLastChunked {
 					fi.teOther = true
 				}

@@ -75,26 +75,26 @@ func RemoveHopByHop(fs *Fields) {
 func hopByHop(name []byte) bool {
 	switch len(name) {
 	case 2:
-		return equalFold(name, "te")
+		return EqualFold(name, "te")
 	case 7:
-		return equalFold(name, "upgrade") || equalFold(name, "trailer")
+		return EqualFold(name, "upgrade") || EqualFold(name, "trailer")
 	case 10:
-		return equalFold(name, "connection") || equalFold(name, "keep-alive")
+		return EqualFold(name, "connection") || EqualFold(name, "keep-alive")
 	case 16:
-		return equalFold(name, "proxy-connection")
+		return EqualFold(name, "proxy-connection")
 	case 17:
-		return equalFold(name, "transfer-encoding")
+		return EqualFold(name, "transfer-encoding")
 	}
 	return false
 }
 
 // namedByConnection reports whether a Connection field of fs lists name.
 func namedByConnection(fs Fields, name []byte) bool {
-	if equalFold(name, "host") || equalFold(name, "content-length") {
+	if EqualFold(name, "host") || EqualFold(name, "content-length") {
 		return false
 	}
 	for i := range fs {
-		if !equalFold(fs[i].Name, "connection") {
+		if !EqualFold(fs[i].Name, "connection") {
 			continue
 		}
 		for v := fs[i].Value; len(v) > 0; {

@@ -107,7 +107,7 @@ func accepts(ae []byte, token string) bool {
 		name = bytes.TrimSpace(name)
 		zero := qZero(params)
 		switch {
-		case equalFold(name, token):
+		case h1.EqualFold(name, token):
 			return !zero
 		case len(name) == 1 && name[0] == '*':
 			star = !zero
@@ -122,7 +122,7 @@ func qZero(params []byte) bool {
 		var p []byte
 		p, params, _ = bytes.Cut(params, []byte(";"))
 		k, v, ok := bytes.Cut(bytes.TrimSpace(p), []byte("="))
-		if !ok || !equalFold(bytes.TrimSpace(k), "q") {
+		if !ok || !h1.EqualFold(bytes.TrimSpace(k), "q") {
 			continue
 		}
 		v = bytes.TrimSpace(v)
@@ -145,7 +145,7 @@ func qZero(params []byte) bool {
 func notModified(h h1.Fields, etag []byte, mod time.Time) bool {
 	if h.Has("If-None-Match") {
 		for _, f := range h {
-			if equalFold(f.Name, "If-None-Match") && etagListMatch(f.Value, etag, false) {
+			if h1.EqualFold(f.Name, "If-None-Match") && etagListMatch(f.Value, etag, false) {
 				return true
 			}
 		}
@@ -290,23 +290,4 @@ func Fingerprinted(name string) bool {
 
 func isHashByte(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || c == '_'
-}
-
-func equalFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := 0; i < len(b); i++ {
-		c, d := b[i], s[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if 'A' <= d && d <= 'Z' {
-			d += 'a' - 'A'
-		}
-		if c != d {
-			return false
-		}
-	}
-	return true
 }
