@@ -523,6 +523,9 @@ func (s *Supervisor) runSlot(ctx context.Context, sl *slot, stopCtx func() conte
 			pending <- nil
 			pending = nil
 		}
+		// In service first: whoever reads the status or the log line
+		// after this finds the worker taking requests.
+		s.cfg.OnReady(w)
 		s.update(func() {
 			sl.worker, sl.since, sl.starting = w, time.Now(), nil
 			if wasReady || failures > 0 {
@@ -532,7 +535,6 @@ func (s *Supervisor) runSlot(ctx context.Context, sl *slot, stopCtx func() conte
 		})
 		wasReady = true
 		s.log.Info("worker ready", workerAttrs(sl.name, w)...)
-		s.cfg.OnReady(w)
 
 		// Serve until the worker dies, is replaced, or berth stops.
 		limit := s.requestLimit()
