@@ -161,7 +161,14 @@ func TestMemoryLimitRecycles(t *testing.T) {
 		ok, failed = loadURL(b.URL+"/", 2, 20*time.Millisecond, stop)
 	}()
 	b.WaitFor(`msg="worker recycled".*reason="memory: .* over the limit of 150 MiB"`, 20*time.Second)
-	time.Sleep(500 * time.Millisecond) // requests reach the new worker
+	// Let the load reach the new worker before it stops.
+	deadline := time.Now().Add(20 * time.Second)
+	for st := statusOf(t, b); len(st.Workers) != 1 || st.Workers[0].Served < 10; st = statusOf(t, b) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the new worker served %+v within 20 s, want 10 requests", st.Workers)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	close(stop)
 	<-done
 	if len(failed) > 0 || ok == 0 {
