@@ -344,11 +344,7 @@ func cookieValue(fs h1.Fields, name string) []byte {
 		v := f.Value
 		for len(v) > 0 {
 			var pair []byte
-			if i := bytes.IndexByte(v, ';'); i >= 0 {
-				pair, v = v[:i], v[i+1:]
-			} else {
-				pair, v = v, nil
-			}
+			pair, v = h1.NextItem(v, ';')
 			pair = bytes.TrimLeft(pair, " \t")
 			if len(pair) > len(name) && pair[len(name)] == '=' && string(pair[:len(name)]) == name {
 				return bytes.TrimRight(pair[len(name)+1:], " \t")

@@ -237,11 +237,7 @@ func cookieValue(fs h1.Fields, name string) (val []byte, n int, ok bool) {
 		v := fs[i].Value
 		for len(v) > 0 {
 			var pair []byte
-			if j := indexByte(v, ';'); j >= 0 {
-				pair, v = v[:j], v[j+1:]
-			} else {
-				pair, v = v, nil
-			}
+			pair, v = h1.NextItem(v, ';')
 			pair = trimOWS(pair)
 			eq := indexByte(pair, '=')
 			if eq < 0 || string(trimOWS(pair[:eq])) != name {
@@ -279,11 +275,7 @@ func acceptEncoding(fs h1.Fields) byte {
 		v := fs[i].Value
 		for len(v) > 0 {
 			var item []byte
-			if j := indexByte(v, ','); j >= 0 {
-				item, v = v[:j], v[j+1:]
-			} else {
-				item, v = v, nil
-			}
+			item, v = h1.NextItem(v, ',')
 			coding, q0 := item, false
 			if j := indexByte(item, ';'); j >= 0 {
 				coding, q0 = item[:j], qZero(item[j+1:])

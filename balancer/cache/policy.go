@@ -310,11 +310,7 @@ func varyNames(h h1.Fields) []string {
 		v := h[i].Value
 		for len(v) > 0 {
 			var item []byte
-			if j := indexByte(v, ','); j >= 0 {
-				item, v = v[:j], v[j+1:]
-			} else {
-				item, v = v, nil
-			}
+			item, v = h1.NextItem(v, ',')
 			item = trimOWS(item)
 			if len(item) == 0 {
 				continue
@@ -372,11 +368,7 @@ func etagMatch(inm, etag []byte) bool {
 	v := inm
 	for len(v) > 0 {
 		var item []byte
-		if j := indexByte(v, ','); j >= 0 {
-			item, v = v[:j], v[j+1:]
-		} else {
-			item, v = v, nil
-		}
+		item, v = h1.NextItem(v, ',')
 		item = trimOWS(item)
 		if len(item) == 1 && item[0] == '*' {
 			return true

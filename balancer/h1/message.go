@@ -45,11 +45,7 @@ func (fs Fields) HasToken(name, token string) bool {
 		v := fs[i].Value
 		for len(v) > 0 {
 			var item []byte
-			if j := bytes.IndexByte(v, ','); j >= 0 {
-				item, v = v[:j], v[j+1:]
-			} else {
-				item, v = v, nil
-			}
+			item, v = NextItem(v, ',')
 			if EqualFold(trimOWS(item), token) {
 				return true
 			}
@@ -200,4 +196,15 @@ func trimOWS(b []byte) []byte {
 		b = b[:len(b)-1]
 	}
 	return b
+}
+
+// NextItem splits the first item off a sep-separated list (a field value
+// such as "gzip, br" or a Cookie's "a=1; b=2"): item is what comes before
+// the first sep (all of v when there is none), rest what follows it. Items
+// are not trimmed.
+func NextItem(v []byte, sep byte) (item, rest []byte) {
+	if j := bytes.IndexByte(v, sep); j >= 0 {
+		return v[:j], v[j+1:]
+	}
+	return v, nil
 }
