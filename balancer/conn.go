@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"berth/balancer/h1"
+	"berth/balancer/sockio"
 )
 
 // A connection's state, for Shutdown: new connections and idle ones are
@@ -32,6 +33,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 type conn struct {
 	s     *Server
 	c     net.Conn
+	rw    io.ReadWriter // c, or its sockio.Conn: what requests and responses go through
 	state atomic.Int32
 
 	cr  connReader
@@ -60,7 +62,10 @@ type conn struct {
 var bufWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}
 
 func newConn(s *Server, c net.Conn, tls bool) *conn {
-	cn := &conn{s: s, c: c, tls: tls}
+	cn := &conn{s: s, c: c, rw: c, tls: tls}
+	if sc := sockio.New(c); sc != nil {
+		cn.rw = sc
+	}
 	cn.cr.cn = cn
 	cn.rd = h1.NewReader(&cn.cr, s.cfg.Limits)
 	return cn
@@ -93,6 +98,8 @@ func (cn *conn) closeIfIdle(force bool) {
 			cn.c.SetReadDeadline(aLongTimeAgo)
 		}
 	}
+	// cn.cr still says which deadline it armed: its next armIdle may
+	// keep this one, which is what Shutdown wants.
 }
 
 func (cn *conn) serve() {
@@ -126,7 +133,7 @@ func (cn *conn) serve() {
 func (cn *conn) acquireWriter() {
 	if cn.bw == nil {
 		cn.bw = bufWriters.Get().(*bufio.Writer)
-		cn.bw.Reset(cn.c)
+		cn.bw.Reset(cn.rw)
 	}
 }
 
@@ -148,7 +155,7 @@ func (cn *conn) readRequest() bool {
 	if cn.rd.Buffered() > 0 {
 		cn.cr.begin() // a pipelined request is already here
 	} else {
-		cn.c.SetReadDeadline(time.Now().Add(cn.s.cfg.IdleTimeout))
+		cn.cr.armIdle()
 	}
 	err := cn.rd.ReadRequest(&cn.req)
 	if err == nil {
@@ -322,31 +329,71 @@ func (cn *conn) armWrite() {
 
 // connReader is what the h1.Reader reads the client through: it moves the
 // connection from new/idle to active on a request's first byte, and keeps
-// the read deadlines (header timeout for a head, body timeout per read of
-// a body).
+// the read deadlines: IdleTimeout while waiting for a request, HeaderTimeout
+// for a head from its first byte, BodyTimeout per read of a body.
+//
+// A deadline change is a timer change in the runtime, so they are made
+// lazily: the idle deadline moves only when it would move by more than
+// idleSlack (a busy keep-alive connection re-arms it about once a
+// second, not per request), and a head that arrives whole in one read,
+// as nearly all do, never needs its own deadline: the header deadline is
+// armed when the head takes a second read.
 type connReader struct {
 	cn      *conn
 	started bool // a request's first byte arrived
 	body    bool // reading a body
+	armed   armed
 	rdl     time.Time
 }
 
+// armed says which read deadline rdl is.
+type armed uint8
+
+const (
+	armedUnknown armed = iota // none known: set by someone else, or never
+	armedIdle
+	armedHead
+	armedBody
+)
+
+// idleSlack is how early an idle connection may be closed, at most: the
+// idle deadline is not moved by less.
+func (r *connReader) idleSlack() time.Duration {
+	return min(r.cn.s.cfg.IdleTimeout/8, time.Second)
+}
+
+func (r *connReader) armIdle() {
+	want := time.Now().Add(r.cn.s.cfg.IdleTimeout)
+	if r.armed == armedIdle && want.Sub(r.rdl) < r.idleSlack() {
+		return
+	}
+	r.arm(armedIdle, want)
+}
+
+func (r *connReader) arm(a armed, t time.Time) {
+	r.armed, r.rdl = a, t
+	r.cn.c.SetReadDeadline(t)
+}
+
+// begin marks a request's first byte.
 func (r *connReader) begin() {
 	r.started = true
 	r.cn.state.Store(stateActive)
-	r.rdl = time.Now().Add(r.cn.s.cfg.HeaderTimeout)
-	r.cn.c.SetReadDeadline(r.rdl)
 }
 
 func (r *connReader) Read(p []byte) (int, error) {
-	if r.body {
+	switch {
+	case r.body:
 		now := time.Now()
-		if r.rdl.Sub(now) < r.cn.s.cfg.BodyTimeout/2 {
-			r.rdl = now.Add(r.cn.s.cfg.BodyTimeout)
-			r.cn.c.SetReadDeadline(r.rdl)
+		if r.armed != armedBody || r.rdl.Sub(now) < r.cn.s.cfg.BodyTimeout/2 {
+			r.arm(armedBody, now.Add(r.cn.s.cfg.BodyTimeout))
 		}
+	case r.started && r.armed != armedHead:
+		// The head did not come whole with its first bytes: the rest
+		// must arrive within HeaderTimeout.
+		r.arm(armedHead, time.Now().Add(r.cn.s.cfg.HeaderTimeout))
 	}
-	n, err := r.cn.c.Read(p)
+	n, err := r.cn.rw.Read(p)
 	if n > 0 && !r.started {
 		r.begin()
 	}

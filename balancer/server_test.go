@@ -199,3 +199,45 @@ func TestRefusedHeads(t *testing.T) {
 		}
 	}
 }
+
+// TestIdleTimeout: a keep-alive connection that keeps carrying requests
+// stays open however long it is busy (the idle deadline moves with it,
+// lazily); once idle, it is closed after IdleTimeout, early by at most
+// the re-arm slack.
+func TestIdleTimeout(t *testing.T) {
+	const idle = 400 * time.Millisecond
+	h := HandlerFunc(func(x *Exchange) { writeText(x.W, 200, "ok", nil) })
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := NewServer(ServerConfig{Handler: h, Listeners: []net.Listener{l}, IdleTimeout: idle})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(t.Context())
+	t.Cleanup(func() { srv.Close() })
+	c, r := rawConn(t, &frontDoor{Addr: l.Addr().String()})
+
+	busyUntil := time.Now().Add(3 * idle)
+	var last time.Time
+	for n := 0; time.Now().Before(busyUntil); n++ {
+		if n > 0 {
+			time.Sleep(idle / 4) // the client's pace: well within the idle timeout
+		}
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatalf("request %d on a connection busy for %s with an idle timeout of %s: %v", n, 3*idle, idle, err)
+		}
+		io.ReadAll(resp.Body)
+		last = time.Now()
+	}
+	if _, err := r.ReadByte(); err != io.EOF {
+		t.Fatalf("idle connection: read %v, want EOF (closed by berth)", err)
+	}
+	waited := time.Since(last)
+	if waited < idle-idle/8-20*time.Millisecond || waited > idle+3*time.Second {
+		t.Fatalf("idle connection closed after %s, want about %s", waited, idle)
+	}
+}

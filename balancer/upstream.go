@@ -3,12 +3,14 @@ package balancer
 import (
 	"bufio"
 	"context"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"berth/balancer/h1"
+	"berth/balancer/sockio"
 )
 
 // Upstream is one ready worker as the balancer sees it, with its own pool
@@ -57,6 +59,7 @@ const (
 type upConn struct {
 	up    *Upstream
 	c     net.Conn
+	rw    io.ReadWriter // c, or its sockio.Conn
 	cw    countingWriter
 	bw    *bufio.Writer
 	rd    *h1.Reader
@@ -87,7 +90,7 @@ type limitedReader struct{ uc *upConn }
 
 func (r limitedReader) Read(p []byte) (int, error) {
 	uc := r.uc
-	n, err := uc.c.Read(p)
+	n, err := uc.rw.Read(p)
 	uc.got += int64(n)
 	if n > 0 && uc.limit > 0 && time.Until(uc.rdl) < uc.limit/2 {
 		uc.arm()
@@ -98,12 +101,12 @@ func (r limitedReader) Read(p []byte) (int, error) {
 // countingWriter counts what reached the worker's socket, so that a
 // request is retried elsewhere only if not one byte of it did.
 type countingWriter struct {
-	c    net.Conn
+	w    io.Writer
 	sent int64
 }
 
 func (w *countingWriter) Write(p []byte) (int, error) {
-	n, err := w.c.Write(p)
+	n, err := w.w.Write(p)
 	w.sent += int64(n)
 	return n, err
 }
@@ -144,8 +147,11 @@ func (u *Upstream) getConn(ctx context.Context) (*upConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	uc := &upConn{up: u, c: c}
-	uc.cw.c = c
+	uc := &upConn{up: u, c: c, rw: c}
+	if sc := sockio.New(c); sc != nil {
+		uc.rw = sc
+	}
+	uc.cw.w = uc.rw
 	uc.bw = bufio.NewWriterSize(&uc.cw, 4<<10)
 	uc.rd = h1.NewReaderSize(limitedReader{uc}, h1.Limits{MaxHeaderBytes: 256 << 10, MaxRequestLine: 64 << 10, MaxFields: 1000}, 32<<10)
 	return uc, nil
