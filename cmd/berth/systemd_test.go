@@ -525,6 +525,12 @@ func (b *sdBox) testLeftovers(t *testing.T) {
 	b.m.MustRun(t, "systemd-run", "--unit="+unit, "--socket-property=ListenStream=/run/berth-leftover.sock", "/bin/sleep", "600")
 	b.m.MustRun(t, "systemctl", "start", unit+".service")
 	sleeper := b.show(t, unit+".service", "MainPID")
+	// And a later generation's pair, as a crash in a rolling restart
+	// leaves it.
+	gen := strings.TrimSuffix(units.WorkerGenService(app, "w1", 3), ".service")
+	b.m.MustRun(t, "systemd-run", "--unit="+gen, "--socket-property=ListenStream=/run/berth-leftover-g3.sock", "/bin/sleep", "600")
+	b.m.MustRun(t, "systemctl", "start", gen+".service")
+	genSleeper := b.show(t, gen+".service", "MainPID")
 
 	b.m.MustRun(t, "systemctl", "start", app+".socket")
 	defer b.m.Run(context.Background(), "systemctl", "stop", app+".socket", app+".service")
@@ -534,6 +540,14 @@ func (b *sdBox) testLeftovers(t *testing.T) {
 	}
 	if b.alivePid(t, sleeper) {
 		t.Errorf("leftover process %s of %s.service still running", sleeper, unit)
+	}
+	if b.alivePid(t, genSleeper) {
+		t.Errorf("leftover process %s of %s.service still running", genSleeper, gen)
+	}
+	for _, u := range []string{gen + ".service", gen + ".socket"} {
+		if st := b.show(t, u, "ActiveState"); st == "active" {
+			t.Errorf("leftover unit %s still active", u)
+		}
 	}
 	if l := b.show(t, unit+".socket", "Listen"); strings.Contains(l, "leftover") {
 		t.Errorf("leftover socket unit kept: Listen=%s", l)
