@@ -21,7 +21,8 @@ import (
 // other field's zero value is the default.
 type Config struct {
 	// RuntimeDir is where the worker sockets are made (w1.sock, w1.ready,
-	// w1.notify). Required. The back end makes it traversable by the
+	// w1.notify; w1-g2.sock, … for a later generation of w1's units).
+	// Required. The back end makes it traversable by the
 	// workers' users (mode 0711), since they connect to their readiness
 	// socket in it and read the Node loader from it.
 	RuntimeDir string
