@@ -316,9 +316,10 @@ func (b *Backend) Close(ctx context.Context) error {
 
 // giveUp stops the pair's worker if it still runs, queues stop jobs for
 // its units (waiting for them if wait), closes its readiness sockets,
-// drops its match rules and takes it from its slot. ctx (at most 10 s
-// past the worker's stop) bounds the calls. Giving up a pair twice does
-// nothing.
+// drops its match rules and takes it from its slot. ctx bounds the
+// worker's stop; the unit calls after it get 10 s even if ctx has ended,
+// so that a late stop still stops the pair's socket. Giving up a pair
+// twice does nothing.
 func (b *Backend) giveUp(ctx context.Context, p *pair, wait bool) error {
 	var errs []error
 	p.mu.Lock()
@@ -329,7 +330,7 @@ func (b *Backend) giveUp(ctx context.Context, p *pair, wait bool) error {
 	if w := p.current; w != nil && !isClosed(w.done) {
 		errs = append(errs, w.stopLocked(ctx))
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if p.created {
 		for _, u := range []string{p.service, p.socket} {
