@@ -12,6 +12,8 @@
 //	berth-NAME.slice          its workers' slice, under berth.slice
 //	berth-NAME-w1.socket      worker w1's socket, transient
 //	berth-NAME-w1.service     worker w1, transient, activated by that socket
+//	berth-NAME-w1-g2.socket   the next generation of w1's units, made beside
+//	berth-NAME-w1-g2.service  the serving ones by a rolling restart
 //
 // In the names built from NAME a '-' is escaped as systemd-escape does
 // (my-app gives berth-my\x2dapp-w1.service): systemd reads '-' in a slice name

@@ -87,6 +87,45 @@ func WorkerSocket(app, worker string) string {
 	return "berth-" + escape(app) + "-" + worker + ".socket"
 }
 
+// WorkerGenService returns the unit name of generation gen of one
+// worker's transient service. Generation 1 (or 0) is WorkerService's name;
+// a later one, made while the one before still serves (a rolling restart
+// makes the new worker's units next to the old one's), adds "-gGEN":
+// berth-APP-WORKER-g2.service. A worker name has no '-' (CheckWorker), so
+// no worker's names are another's.
+func WorkerGenService(app, worker string, gen int) string {
+	return workerGen(app, worker, gen) + ".service"
+}
+
+// WorkerGenSocket returns the unit name of generation gen of one worker's
+// transient socket: WorkerSocket's name for generation 1 (or 0),
+// berth-APP-WORKER-gGEN.socket after.
+func WorkerGenSocket(app, worker string, gen int) string {
+	return workerGen(app, worker, gen) + ".socket"
+}
+
+// WorkerGen returns the part that generation gen adds to a worker's names:
+// "" for generation 1 (or 0), "-gGEN" after. The systemd back end names
+// the generation's runtime files with it too (w1-g2.sock).
+func WorkerGen(gen int) string {
+	if gen <= 1 {
+		return ""
+	}
+	return fmt.Sprintf("-g%d", gen)
+}
+
+func workerGen(app, worker string, gen int) string {
+	return "berth-" + escape(app) + "-" + worker + WorkerGen(gen)
+}
+
+// WorkerPatterns returns shell-style patterns (for ListUnitsByPatterns and
+// `systemctl list-units`, which match with FNM_NOESCAPE) matching the
+// units of every generation of one worker of app, and no other worker's.
+func WorkerPatterns(app, worker string) []string {
+	base := "berth-" + escape(app) + "-" + worker
+	return []string{base + ".service", base + ".socket", base + "-g*.service", base + "-g*.socket"}
+}
+
 // WorkerGlob returns a shell-style pattern matching the units of all of the
 // app's workers (services and sockets) and no other app's, for
 // `journalctl -u` and `systemctl list-units`. Both match with

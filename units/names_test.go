@@ -104,3 +104,54 @@ func TestWorkerGlobIsolatesApps(t *testing.T) {
 		}
 	}
 }
+
+// TestWorkerGenerations checks the names of a worker's later unit pairs
+// and that WorkerPatterns matches every generation of that worker and no
+// other worker's (w1 is not w12, my is not my-app), with FNM_NOESCAPE as
+// systemd matches.
+func TestWorkerGenerations(t *testing.T) {
+	for _, tc := range []struct {
+		gen             int
+		service, socket string
+	}{
+		{0, `berth-my\x2dapp-w1.service`, `berth-my\x2dapp-w1.socket`},
+		{1, `berth-my\x2dapp-w1.service`, `berth-my\x2dapp-w1.socket`},
+		{2, `berth-my\x2dapp-w1-g2.service`, `berth-my\x2dapp-w1-g2.socket`},
+		{17, `berth-my\x2dapp-w1-g17.service`, `berth-my\x2dapp-w1-g17.socket`},
+	} {
+		if got := WorkerGenService("my-app", "w1", tc.gen); got != tc.service {
+			t.Errorf("WorkerGenService(my-app, w1, %d) = %q, want %q", tc.gen, got, tc.service)
+		}
+		if got := WorkerGenSocket("my-app", "w1", tc.gen); got != tc.socket {
+			t.Errorf("WorkerGenSocket(my-app, w1, %d) = %q, want %q", tc.gen, got, tc.socket)
+		}
+	}
+	matches := func(app, worker, unit string) bool {
+		for _, p := range WorkerPatterns(app, worker) {
+			ok, err := path.Match(strings.ReplaceAll(p, `\`, `\\`), unit)
+			if err != nil {
+				t.Fatalf("WorkerPatterns(%q, %q): %q: %v", app, worker, p, err)
+			}
+			if ok {
+				return true
+			}
+		}
+		return false
+	}
+	apps, workers := []string{"my", "my-app", "myapp"}, []string{"w1", "w12", "w2"}
+	for _, a := range apps {
+		for _, w := range workers {
+			for _, b := range apps {
+				for _, x := range workers {
+					for _, gen := range []int{1, 2, 13} {
+						for _, unit := range []string{WorkerGenService(b, x, gen), WorkerGenSocket(b, x, gen)} {
+							if got, want := matches(a, w, unit), a == b && w == x; got != want {
+								t.Errorf("WorkerPatterns(%q, %q) match %q: %v, want %v", a, w, unit, got, want)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}

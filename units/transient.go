@@ -22,6 +22,11 @@ type Worker struct {
 	// Name is the worker's name within the app: "w1", "w2", … (see
 	// CheckWorker).
 	Name string
+	// Gen is the unit pair's generation within the worker name (see
+	// WorkerGenService): 0 or 1 names the pair berth-APP-WORKER.socket and
+	// .service, a later one berth-APP-WORKER-gGEN.*. The worker's
+	// environment says only Name (BERTH_WORKER).
+	Gen int
 	// Parent is berth's own unit (e.g. myapp.service). The worker's units
 	// are bound to it (BindsTo=, PartOf=), so systemd stops them when berth
 	// stops or dies, and ordered before it (Before=): berth, Type=notify,
@@ -109,8 +114,12 @@ func TransientUnits(w Worker) (Transient, error) {
 	if err := w.check(); err != nil {
 		return Transient{}, err
 	}
-	service := WorkerService(w.App, w.Name)
-	socket := WorkerSocket(w.App, w.Name)
+	service := WorkerGenService(w.App, w.Name, w.Gen)
+	socket := WorkerGenSocket(w.App, w.Name, w.Gen)
+	gen := ""
+	if w.Gen > 1 {
+		gen = fmt.Sprintf(" (generation %d)", w.Gen)
+	}
 	binding := []sd.Property{
 		sd.PropBindsTo(w.Parent),
 		prop("PartOf", []string{w.Parent}),
@@ -119,7 +128,7 @@ func TransientUnits(w Worker) (Transient, error) {
 	}
 
 	sock := []sd.Property{
-		sd.PropDescription(fmt.Sprintf("berth worker %s socket of %s", w.Name, w.App)),
+		sd.PropDescription(fmt.Sprintf("berth worker %s socket of %s%s", w.Name, w.App, gen)),
 		prop("Listen", []listen{{"Stream", w.Socket}}),
 		prop("SocketMode", uint32(0o600)),
 		prop("FileDescriptorName", WorkerSocketName),
@@ -134,7 +143,7 @@ func TransientUnits(w Worker) (Transient, error) {
 
 	env := append([]string{"BERTH_APP=" + w.App, "BERTH_WORKER=" + w.Name}, w.Env...)
 	svc := []sd.Property{
-		sd.PropDescription(fmt.Sprintf("berth worker %s of %s", w.Name, w.App)),
+		sd.PropDescription(fmt.Sprintf("berth worker %s of %s%s", w.Name, w.App, gen)),
 		sd.PropType("exec"),
 		sd.PropExecStart(w.Argv, false),
 		prop("WorkingDirectory", w.Dir),
@@ -193,6 +202,8 @@ func (w Worker) check() error {
 		return fmt.Errorf("units: %s: working directory %q is not an absolute path", what, w.Dir)
 	case !filepath.IsAbs(w.Socket):
 		return fmt.Errorf("units: %s: socket %q is not an absolute path", what, w.Socket)
+	case w.Gen < 0:
+		return fmt.Errorf("units: %s: negative generation %d", what, w.Gen)
 	case w.CPUQuota < 0:
 		return fmt.Errorf("units: %s: negative CPU quota %d%%", what, w.CPUQuota)
 	}

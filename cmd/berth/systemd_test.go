@@ -72,7 +72,7 @@ func TestSystemd(t *testing.T) {
 	t.Run("failing app's output reaches status and answers", box.testFailingApp)
 	t.Run("generic app reports by sd_notify or is probed", box.testGenericApp)
 	t.Run("min-workers 0 and exit-idle-time", box.testIdle)
-	t.Run("reload of a broken release fails and the app keeps serving", box.testBrokenReload)
+	t.Run("restart of a broken release fails and the one old worker serves throughout", box.testBrokenReload)
 }
 
 // bootBox boots the container and installs berth, the app and its units.
@@ -163,13 +163,31 @@ func (b *sdBox) workerUnits(t *testing.T, state string) []string {
 	return names
 }
 
+// workerService returns the active service unit of worker w of app, of
+// whatever generation (a rolling restart starts a worker's successor in
+// units of its own, berth-APP-w1-g2.service), or "" when none or more than
+// one is active.
+func (b *sdBox) workerService(t *testing.T, app, w string) string {
+	t.Helper()
+	args := append([]string{"list-units", "--no-legend", "--plain", "--state=active"}, units.WorkerPatterns(app, w)...)
+	var found []string
+	for _, line := range strings.Split(b.m.MustRun(t, "systemctl", args...), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && strings.HasSuffix(f[0], ".service") {
+			found = append(found, f[0])
+		}
+	}
+	if len(found) != 1 {
+		return ""
+	}
+	return found[0]
+}
+
 // workerPids returns the main pids of the app's worker services.
 func (b *sdBox) workerPids(t *testing.T) map[string]string {
 	t.Helper()
 	pids := map[string]string{}
 	for _, w := range []string{"w1", "w2"} {
-		unit := units.WorkerService(sdName, w)
-		if b.show(t, unit, "ActiveState") == "active" {
+		if unit := b.workerService(t, sdName, w); unit != "" {
 			pids[w] = b.show(t, unit, "MainPID")
 		}
 	}
@@ -507,6 +525,12 @@ func (b *sdBox) testLeftovers(t *testing.T) {
 	b.m.MustRun(t, "systemd-run", "--unit="+unit, "--socket-property=ListenStream=/run/berth-leftover.sock", "/bin/sleep", "600")
 	b.m.MustRun(t, "systemctl", "start", unit+".service")
 	sleeper := b.show(t, unit+".service", "MainPID")
+	// And a later generation's pair, as a crash in a rolling restart
+	// leaves it.
+	gen := strings.TrimSuffix(units.WorkerGenService(app, "w1", 3), ".service")
+	b.m.MustRun(t, "systemd-run", "--unit="+gen, "--socket-property=ListenStream=/run/berth-leftover-g3.sock", "/bin/sleep", "600")
+	b.m.MustRun(t, "systemctl", "start", gen+".service")
+	genSleeper := b.show(t, gen+".service", "MainPID")
 
 	b.m.MustRun(t, "systemctl", "start", app+".socket")
 	defer b.m.Run(context.Background(), "systemctl", "stop", app+".socket", app+".service")
@@ -516,6 +540,14 @@ func (b *sdBox) testLeftovers(t *testing.T) {
 	}
 	if b.alivePid(t, sleeper) {
 		t.Errorf("leftover process %s of %s.service still running", sleeper, unit)
+	}
+	if b.alivePid(t, genSleeper) {
+		t.Errorf("leftover process %s of %s.service still running", genSleeper, gen)
+	}
+	for _, u := range []string{gen + ".service", gen + ".socket"} {
+		if st := b.show(t, u, "ActiveState"); st == "active" {
+			t.Errorf("leftover unit %s still active", u)
+		}
 	}
 	if l := b.show(t, unit+".socket", "Listen"); strings.Contains(l, "leftover") {
 		t.Errorf("leftover socket unit kept: Listen=%s", l)
@@ -694,10 +726,12 @@ func (b *sdBox) testIdle(t *testing.T) {
 	}
 }
 
-// testBrokenReload: `systemctl reload` of an app whose new version fails
-// to start fails (ExecReload= is `berth restart`), and the app keeps
-// answering. (Under systemd the first worker's unit is restarted in place,
-// so it is the other worker that keeps serving the old version.)
+// testBrokenReload: with one worker, `systemctl reload` (ExecReload= is
+// `berth restart`) and `berth restart` of a release that fails to start
+// fail, saying why, and the old worker answers every request throughout:
+// its successor starts in units of its own (berth-deploy-w1-g2.*) beside
+// the serving ones, which stop only once a successor is ready. A fixed
+// release then restarts.
 func (b *sdBox) testBrokenReload(t *testing.T) {
 	const app, dir = "deploy", "/srv/deploy"
 	if err := b.m.WriteFile(t.Context(), dir+"/app.js", []byte(sdApp), 0o644); err != nil {
@@ -705,7 +739,7 @@ func (b *sdBox) testBrokenReload(t *testing.T) {
 	}
 	b.m.MustRun(t, "chown", "-R", sdUser+":", dir)
 	port := testenv.FreePort(t)
-	b.installAppDir(t, app, dir, port, "--workers", "2", "--spawn-timeout", "10s")
+	b.installAppDir(t, app, dir, port, "--workers", "1", "--spawn-timeout", "10s")
 	b.m.MustRun(t, "systemctl", "start", app+".socket")
 	defer b.m.Run(context.Background(), "systemctl", "stop", app+".socket", app+".service")
 	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
@@ -713,26 +747,80 @@ func (b *sdBox) testBrokenReload(t *testing.T) {
 	if code, body := get(t, c, url); code != http.StatusOK {
 		t.Fatalf("first request: %d %q", code, body)
 	}
-	waitUntil(t, 60*time.Second, "2 workers ready", func() bool {
-		return strings.HasPrefix(b.show(t, app+".service", "StatusText"), "2/2 workers ready")
+	waitUntil(t, 60*time.Second, "1 worker ready", func() bool {
+		return strings.HasPrefix(b.show(t, app+".service", "StatusText"), "1/1 workers ready")
 	})
+	oldUnit := b.workerService(t, app, "w1")
+	if oldUnit != units.WorkerService(app, "w1") {
+		t.Fatalf("worker w1 runs in %q, want %s", oldUnit, units.WorkerService(app, "w1"))
+	}
+	oldPid := b.show(t, oldUnit, "MainPID")
+	l := startLoad(url, 1000000)
+	waitUntil(t, 10*time.Second, "load running", func() bool { return l.ok.Load() >= 20 })
+
 	broken := "console.error('sdtest: release 2 cannot start');\nprocess.exit(4);\n"
 	if err := b.m.WriteFile(t.Context(), dir+"/app.js", []byte(broken), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := b.m.Run(t.Context(), "systemctl", "reload", app+".service")
-	if err == nil {
-		t.Fatalf("systemctl reload of a broken release succeeded:\n%s", out)
+	if out, err := b.m.Run(t.Context(), "systemctl", "reload", app+".service"); err == nil {
+		t.Errorf("systemctl reload of a broken release succeeded:\n%s", out)
 	}
-	for i := 0; i < 10; i++ {
-		if code, body := get(t, c, url); code != http.StatusOK {
-			t.Fatalf("request %d after the failed reload: %d %q", i, code, body)
-		}
+	out, err := b.m.Run(t.Context(), "berth", "restart", app)
+	if err == nil {
+		t.Errorf("berth restart of a broken release succeeded:\n%s", out)
+	} else if !strings.Contains(out, "exited with status 4") {
+		t.Errorf("berth restart of a broken release does not say why:\n%s", out)
+	} else {
+		t.Logf("berth restart of a broken release: %s", firstLine(out))
+	}
+	after := l.ok.Load()
+	waitUntil(t, 10*time.Second, "load after the failed restarts", func() bool { return l.ok.Load() >= after+20 })
+	if unit := b.workerService(t, app, "w1"); unit != oldUnit || b.show(t, oldUnit, "MainPID") != oldPid {
+		t.Errorf("after the failed restarts w1 runs in %q, pid %s; want the old worker, %s pid %s", unit, b.show(t, oldUnit, "MainPID"), oldUnit, oldPid)
+	}
+	// The failed releases' units are gone, or at least stopped.
+	args := append([]string{"list-units", "--no-legend", "--plain", "--state=active,activating,deactivating,reloading"}, units.WorkerPatterns(app, "w1")...)
+	if got, want := strings.Join(sortedCopy(linesFirstField(b.m.MustRun(t, "systemctl", args...))), " "), units.WorkerService(app, "w1")+" "+units.WorkerSocket(app, "w1"); got != want {
+		t.Errorf("worker units running after the failed restarts: %q, want %q", got, want)
 	}
 	if st := b.show(t, app+".service", "StatusText"); !strings.Contains(st, "last restart failed") {
-		t.Errorf("status line after a failed reload: %q", st)
+		t.Errorf("status line after a failed restart: %q", st)
 	}
 	if st := b.show(t, app+".service", "ActiveState"); st != "active" {
-		t.Errorf("berth is %s after a failed reload, want active", st)
+		t.Errorf("berth is %s after a failed restart, want active", st)
 	}
+
+	fixed := strings.Replace(sdApp, "'pid '", "'release 3 pid '", 1)
+	if err := b.m.WriteFile(t.Context(), dir+"/app.js", []byte(fixed), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.m.MustRun(t, "berth", "restart", app)
+	waitUntil(t, 30*time.Second, "the old worker's units stopped", func() bool {
+		return b.show(t, oldUnit, "ActiveState") != "active" && b.workerService(t, app, "w1") != ""
+	})
+	newUnit := b.workerService(t, app, "w1")
+	after = l.ok.Load()
+	waitUntil(t, 10*time.Second, "load after the restart", func() bool { return l.ok.Load() >= after+20 })
+	ok, failed, errs := l.finish()
+	t.Logf("two failed restarts and one good one under load: %d requests answered, %d failed; w1 now in %s", ok, failed, newUnit)
+	if failed > 0 {
+		t.Errorf("%d requests failed; first errors: %q", failed, errs)
+	}
+	if code, body := get(t, c, url); code != http.StatusOK || !strings.HasPrefix(body, "release 3 pid ") {
+		t.Errorf("after the fixed release's restart: %d %q", code, body)
+	}
+	if st := b.show(t, app+".service", "StatusText"); strings.Contains(st, "last restart failed") {
+		t.Errorf("status line after a good restart: %q", st)
+	}
+}
+
+// linesFirstField returns the first field of each non-empty line of out.
+func linesFirstField(out string) []string {
+	var names []string
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			names = append(names, f[0])
+		}
+	}
+	return names
 }

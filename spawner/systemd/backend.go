@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -20,7 +21,8 @@ import (
 // other field's zero value is the default.
 type Config struct {
 	// RuntimeDir is where the worker sockets are made (w1.sock, w1.ready,
-	// w1.notify). Required. The back end makes it traversable by the
+	// w1.notify; w1-g2.sock, … for a later generation of w1's units).
+	// Required. The back end makes it traversable by the
 	// workers' users (mode 0711), since they connect to their readiness
 	// socket in it and read the Node loader from it.
 	RuntimeDir string
@@ -59,8 +61,9 @@ type Config struct {
 }
 
 // Backend runs each worker as a transient unit pair, berth-APP-wN.socket
-// and berth-APP-wN.service, over D-Bus. Create it with New; Close it when
-// berth stops for good.
+// and berth-APP-wN.service, over D-Bus; a rolling restart makes the next
+// generation's pair (berth-APP-wN-g2.*) beside the serving one. Create it
+// with New; Close it when berth stops for good.
 type Backend struct {
 	cfg      Config
 	bus      Bus
@@ -76,18 +79,53 @@ type Backend struct {
 	slots map[string]*slot
 }
 
-// slot is one worker name (w1) of one app: its units, its readiness
-// sockets and the worker currently running in it.
+// slot is one worker name (w1) of one app: the unit pairs made for it.
+// Its current pair runs the worker in service, or is the one to start
+// again after a crash; a start while that worker is live (a rolling
+// restart, a recycle) makes a new pair, and the old one is given up when
+// its worker is stopped.
 type slot struct {
-	app, name       string
+	app, name   string
+	user, group string
+	uid, gid    int
+
+	mu    sync.Mutex // held through a Start, Release and Close: one start at a time; protects swept
+	swept bool       // leftovers of every generation were stopped
+
+	pmu   sync.Mutex // protects pairs, cur, gen; never held while taking a pair's mu
+	pairs []*pair    // pairs made and not yet given up, oldest first
+	cur   *pair      // nil before the first start
+	gen   int        // the last generation made
+}
+
+// pair is one generation of a slot's units: the socket unit, the service
+// unit, their socket path and readiness sockets, and the worker that runs
+// (or ran last) in the service.
+type pair struct {
+	sl              *slot
+	gen             int
 	service, socket string // unit names
 	sockPath        string
-	user, group     string
 	ready           *spawner.Readiness
 
-	mu      sync.Mutex // held through a Start, a Stop's kill, Release and Close; protects created, current
+	mu      sync.Mutex // held through a start in the pair, a stop's kill and giving the pair up; protects created, current, gone
 	created bool       // this berth made the units
 	current *worker
+	gone    bool // given up: units stopped, readiness closed
+}
+
+// current returns the slot's current pair (nil before the first start).
+func (sl *slot) current() *pair {
+	sl.pmu.Lock()
+	defer sl.pmu.Unlock()
+	return sl.cur
+}
+
+// all returns the slot's pairs.
+func (sl *slot) all() []*pair {
+	sl.pmu.Lock()
+	defer sl.pmu.Unlock()
+	return append([]*pair(nil), sl.pairs...)
 }
 
 // New connects to the system bus (cfg.Bus) and returns the back end. ctx
@@ -151,9 +189,8 @@ func New(ctx context.Context, cfg Config) (*Backend, error) {
 // Parent returns the unit the workers are bound to.
 func (b *Backend) Parent() string { return b.cfg.Parent }
 
-// slot returns the slot of spec's worker, making it (and its readiness
-// sockets) on first use.
-func (b *Backend) slot(ctx context.Context, spec spawner.Spec) (*slot, error) {
+// slot returns the slot of spec's worker, making it on first use.
+func (b *Backend) slot(spec spawner.Spec) (*slot, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if sl := b.slots[spec.Name]; sl != nil {
@@ -169,30 +206,55 @@ func (b *Backend) slot(ctx context.Context, spec spawner.Spec) (*slot, error) {
 	if err != nil {
 		return nil, err
 	}
-	sl := &slot{
-		app: spec.App, name: spec.Name,
-		service:  units.WorkerService(spec.App, spec.Name),
-		socket:   units.WorkerSocket(spec.App, spec.Name),
-		sockPath: filepath.Join(b.cfg.RuntimeDir, spec.Name+".sock"),
-		user:     usr, group: grp,
-	}
-	for _, u := range []string{sl.socket, sl.service} {
-		if err := b.w.watch(ctx, u); err != nil {
-			return nil, err
-		}
-	}
-	base := filepath.Join(b.cfg.RuntimeDir, spec.Name)
-	if sl.ready, err = spawner.ListenReadiness(base+".ready", base+".notify", uid, gid); err != nil {
-		return nil, err
-	}
+	sl := &slot{app: spec.App, name: spec.Name, user: usr, group: grp, uid: uid, gid: gid}
 	b.slots[spec.Name] = sl
 	return sl, nil
 }
 
+// newPair makes the slot's next generation of units (names only: the units
+// are made by create) with its readiness sockets, following its units.
+// The caller holds sl.mu.
+func (b *Backend) newPair(ctx context.Context, sl *slot) (*pair, error) {
+	sl.pmu.Lock()
+	sl.gen++
+	gen := sl.gen
+	sl.pmu.Unlock()
+	base := filepath.Join(b.cfg.RuntimeDir, sl.name+units.WorkerGen(gen))
+	p := &pair{
+		sl: sl, gen: gen,
+		service:  units.WorkerGenService(sl.app, sl.name, gen),
+		socket:   units.WorkerGenSocket(sl.app, sl.name, gen),
+		sockPath: base + ".sock",
+	}
+	for _, u := range []string{p.socket, p.service} {
+		if err := b.w.watch(ctx, u); err != nil {
+			b.unwatch(p)
+			return nil, err
+		}
+	}
+	var err error
+	if p.ready, err = spawner.ListenReadiness(base+".ready", base+".notify", sl.uid, sl.gid); err != nil {
+		b.unwatch(p)
+		return nil, err
+	}
+	sl.pmu.Lock()
+	sl.pairs = append(sl.pairs, p)
+	sl.pmu.Unlock()
+	return p, nil
+}
+
+func (b *Backend) unwatch(p *pair) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, u := range []string{p.service, p.socket} {
+		b.w.unwatch(ctx, u)
+	}
+}
+
 // Release implements spawner.Backend: it gives the worker name up. A
-// worker still running under it is stopped; stop jobs are queued for its
-// units (without waiting: see worker.Stop) and its readiness sockets and
-// match rules dropped.
+// worker still running under it is stopped; stop jobs are queued for the
+// units of its every pair (without waiting: see worker.Stop) and their
+// readiness sockets and match rules dropped.
 func (b *Backend) Release(ctx context.Context, name string) error {
 	b.mu.Lock()
 	sl := b.slots[name]
@@ -202,15 +264,19 @@ func (b *Backend) Release(ctx context.Context, name string) error {
 	}
 	sl.mu.Lock()
 	defer sl.mu.Unlock()
-	var err error
-	if w := sl.current; w != nil && !isClosed(w.done) {
-		err = w.stopLocked(ctx)
+	var errs []error
+	for _, p := range sl.all() {
+		errs = append(errs, b.giveUp(ctx, p, false))
 	}
-	b.retireLocked(ctx, sl)
-	return err
+	b.mu.Lock()
+	if b.slots[name] == sl {
+		delete(b.slots, name)
+	}
+	b.mu.Unlock()
+	return errors.Join(errs...)
 }
 
-// Close stops the workers' socket units, for good, and closes the bus
+// Close stops the workers' units, for good, and closes the bus
 // connections. Workers still running are stopped first. When systemd is
 // stopping berth's own unit, the stop jobs are queued behind it and Close
 // does not wait for them.
@@ -229,30 +295,12 @@ func (b *Backend) Close(ctx context.Context) error {
 	var errs []error
 	for _, sl := range slots {
 		sl.mu.Lock()
-		if w := sl.current; w != nil && !isClosed(w.done) {
-			if err := w.stopLocked(ctx); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		if sl.created {
-			for _, u := range []string{sl.service, sl.socket} {
-				id, err := b.bus.StopUnitContext(ctx, u, "replace", nil)
-				if err != nil {
-					errs = append(errs, fmt.Errorf("stop unit %s: %w", u, err))
-					continue
-				}
-				if wait {
-					if res, _, err := b.w.job(ctx, u, id); err != nil || res != "done" {
-						errs = append(errs, fmt.Errorf("stop unit %s: %s %v", u, res, err))
-					}
-				}
-			}
-			sl.created = false
+		for _, p := range sl.all() {
+			errs = append(errs, b.giveUp(ctx, p, wait))
 		}
 		b.mu.Lock()
 		if b.slots[sl.name] == sl {
 			delete(b.slots, sl.name)
-			sl.ready.Close()
 		}
 		b.mu.Unlock()
 		sl.mu.Unlock()
@@ -266,29 +314,52 @@ func (b *Backend) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// retireLocked gives up a slot whose worker is stopped: it queues stop
-// jobs for its units (without waiting: see worker.Stop), closes its
-// readiness sockets and drops its match rules. ctx (at most 10 s) bounds
-// the calls. The slot's lock must be held.
-func (b *Backend) retireLocked(ctx context.Context, sl *slot) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+// giveUp stops the pair's worker if it still runs, queues stop jobs for
+// its units (waiting for them if wait), closes its readiness sockets,
+// drops its match rules and takes it from its slot. ctx bounds the
+// worker's stop; the unit calls after it get 10 s even if ctx has ended,
+// so that a late stop still stops the pair's socket. Giving up a pair
+// twice does nothing.
+func (b *Backend) giveUp(ctx context.Context, p *pair, wait bool) error {
+	var errs []error
+	p.mu.Lock()
+	if p.gone {
+		p.mu.Unlock()
+		return nil
+	}
+	if w := p.current; w != nil && !isClosed(w.done) {
+		errs = append(errs, w.stopLocked(ctx))
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if sl.created {
-		for _, u := range []string{sl.service, sl.socket} {
-			if _, err := b.bus.StopUnitContext(ctx, u, "replace", nil); err != nil {
-				b.log.Warn("stop worker unit", "unit", u, "err", err)
+	if p.created {
+		for _, u := range []string{p.service, p.socket} {
+			id, err := b.bus.StopUnitContext(ctx, u, "replace", nil)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("stop unit %s: %w", u, err))
+				continue
+			}
+			if wait {
+				if res, _, err := b.w.job(ctx, u, id); err != nil || res != "done" {
+					errs = append(errs, fmt.Errorf("stop unit %s: %s %v", u, res, err))
+				}
 			}
 		}
-		sl.created = false
+		p.created = false
 	}
-	b.mu.Lock()
-	if b.slots[sl.name] == sl {
-		delete(b.slots, sl.name)
-		sl.ready.Close()
-	}
-	b.mu.Unlock()
+	p.ready.Close()
+	p.gone = true
+	p.mu.Unlock()
 	// Stop jobs still to come on these units are not waited for.
-	for _, u := range []string{sl.service, sl.socket} {
+	for _, u := range []string{p.service, p.socket} {
 		b.w.unwatch(ctx, u)
 	}
+	sl := p.sl
+	sl.pmu.Lock()
+	sl.pairs = slices.DeleteFunc(sl.pairs, func(x *pair) bool { return x == p })
+	if sl.cur == p {
+		sl.cur = nil
+	}
+	sl.pmu.Unlock()
+	return errors.Join(errs...)
 }

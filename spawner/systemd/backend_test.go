@@ -16,13 +16,16 @@ import (
 )
 
 // fakeApp is a worker process as the Node loader behaves: READY=1 on its
-// readiness socket, then heartbeats, and OOB_DONE=1 for every OOB=1.
+// readiness socket (the one of its unit's generation: w1.ready for
+// berth-t-w1.service, w1-g2.ready for berth-t-w1-g2.service), then
+// heartbeats, and OOB_DONE=1 for every OOB=1.
 func fakeApp(t *testing.T, dir string, ready bool) func(unit string) {
 	return func(unit string) {
 		if !ready {
 			return
 		}
-		c, err := net.Dial("unix", filepath.Join(dir, "w1.ready"))
+		base := strings.TrimSuffix(strings.TrimPrefix(unit, "berth-t-"), ".service")
+		c, err := net.Dial("unix", filepath.Join(dir, base+".ready"))
 		if err != nil {
 			t.Logf("app: %v", err) // a start that counted an earlier READY=1 of this pid
 			return
@@ -150,8 +153,11 @@ func TestBackendStartStopRelease(t *testing.T) {
 
 func TestBackendClearsLeftovers(t *testing.T) {
 	bus := newFakeBus(os.Getpid())
-	bus.loaded["berth-t-w1.socket"] = true
-	bus.loaded["berth-t-w1.service"] = true
+	// A crashed berth's units, of the first generation and of a later
+	// one (a rolling restart's); another worker's are left alone.
+	for _, u := range []string{"berth-t-w1.socket", "berth-t-w1.service", "berth-t-w1-g4.socket", "berth-t-w1-g4.service", "berth-t-w12.service"} {
+		bus.loaded[u] = true
+	}
 	b, dir := newTestBackend(t, bus)
 	bus.app = fakeApp(t, dir, true)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -160,7 +166,8 @@ func TestBackendClearsLeftovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := strings.Join(bus.Calls(), "; ")
-	want := "StopUnit berth-t-w1.socket; StopUnit berth-t-w1.service; StartTransientUnit berth-t-w1.socket aux berth-t-w1.service; StartUnit berth-t-w1.service"
+	want := "StopUnit berth-t-w1-g4.service; StopUnit berth-t-w1-g4.socket; " +
+		"StopUnit berth-t-w1.socket; StopUnit berth-t-w1.service; StartTransientUnit berth-t-w1.socket aux berth-t-w1.service; StartUnit berth-t-w1.service"
 	if got != want {
 		t.Errorf("calls %q, want %q", got, want)
 	}
@@ -203,6 +210,143 @@ func TestBackendStartFails(t *testing.T) {
 			if got := strings.Join(calls[2:], "; "); got != tc.calls {
 				t.Errorf("calls after the start: %q, want %q", got, tc.calls)
 			}
+		})
+	}
+}
+
+// TestBackendLiveRestartMakesNewPair: a start in a slot whose worker still
+// runs (a rolling restart, a recycle) makes the next generation's unit
+// pair, with its own socket, and leaves the old pair alone until the old
+// worker is stopped; a new pair that fails to start is removed and the old
+// one keeps running.
+func TestBackendLiveRestartMakesNewPair(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		failing bool // the new release exits at start
+		ready   bool // the new release reports ready
+		want    error
+		cleanup string // calls after the failed start
+	}{
+		{"ready", false, true, nil, ""},
+		{"exits", true, false, spawner.ErrExited, "StopUnit berth-t-w1-g2.service; StopUnit berth-t-w1-g2.socket"},
+		{"never ready", false, false, spawner.ErrSpawnTimeout, "KillUnit berth-t-w1-g2.service terminated; StopUnit berth-t-w1-g2.service; StopUnit berth-t-w1-g2.socket"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bus := newFakeBus(os.Getpid())
+			b, dir := newTestBackend(t, bus)
+			bus.app = fakeApp(t, dir, true)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			spec := testSpec(dir)
+			old, err := b.Start(ctx, spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bus.Calls()
+
+			bus.mu.Lock()
+			bus.failing = tc.failing
+			bus.app = fakeApp(t, dir, tc.ready)
+			bus.mu.Unlock()
+			sctx, scancel := context.WithTimeout(ctx, 300*time.Millisecond)
+			nw, err := b.Start(sctx, spec)
+			scancel()
+			calls := strings.Join(bus.Calls(), "; ")
+			if strings.Contains(calls, "berth-t-w1.") {
+				t.Errorf("the start of a new worker touched the serving worker's units: %q", calls)
+			}
+			if isClosed(old.Done()) {
+				t.Fatalf("the serving worker ended during the start of its replacement: %v", old.Err())
+			}
+			if tc.want != nil {
+				if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), "berth-t-w1-g2.service") {
+					t.Fatalf("start of a broken release: %v; want %v naming the new unit", err, tc.want)
+				}
+				want := "StartTransientUnit berth-t-w1-g2.socket aux berth-t-w1-g2.service; StartUnit berth-t-w1-g2.service"
+				if tc.cleanup != "" {
+					want += "; " + tc.cleanup
+				}
+				if calls != want {
+					t.Errorf("calls %q, want %q", calls, want)
+				}
+				for _, f := range []string{"w1-g2.ready", "w1-g2.notify"} {
+					if _, err := os.Stat(filepath.Join(dir, f)); !errors.Is(err, os.ErrNotExist) {
+						t.Errorf("%s still there after the failed start: %v", f, err)
+					}
+				}
+				// The old worker still serves, and a fixed release is the
+				// next generation.
+				if n, a := old.Addr(); n != "unix" || a != filepath.Join(dir, "w1.sock") {
+					t.Errorf("old worker's address %s %s", n, a)
+				}
+				bus.mu.Lock()
+				bus.failing = false
+				bus.app = fakeApp(t, dir, true)
+				bus.mu.Unlock()
+				if nw, err = b.Start(ctx, spec); err != nil {
+					t.Fatalf("start of a fixed release: %v", err)
+				}
+				if u := nw.(*worker).Unit(); u != "berth-t-w1-g3.service" {
+					t.Errorf("fixed release runs in %s, want berth-t-w1-g3.service", u)
+				}
+				bus.Calls()
+			} else {
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := "StartTransientUnit berth-t-w1-g2.socket aux berth-t-w1-g2.service; StartUnit berth-t-w1-g2.service"
+				if calls != want {
+					t.Errorf("calls %q, want %q", calls, want)
+				}
+				if n, a := nw.Addr(); n != "unix" || a != filepath.Join(dir, "w1-g2.sock") {
+					t.Errorf("new worker's address %s %s, want its own socket", n, a)
+				}
+				if nw.Name() != "w1" || nw.(*worker).Unit() != "berth-t-w1-g2.service" {
+					t.Errorf("new worker %q in unit %q", nw.Name(), nw.(*worker).Unit())
+				}
+			}
+
+			// Stopping the old worker (after the balancer drained it)
+			// stops and gives up its pair; the new one is untouched.
+			if err := old.Stop(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := strings.Join(bus.Calls(), "; "), "KillUnit berth-t-w1.service terminated; StopUnit berth-t-w1.service; StopUnit berth-t-w1.socket"; got != want {
+				t.Errorf("stop of the old worker: calls %q, want %q", got, want)
+			}
+			if isClosed(nw.Done()) {
+				t.Errorf("new worker ended with the old one: %v", nw.Err())
+			}
+			if _, err := os.Stat(filepath.Join(dir, "w1.ready")); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("old pair's readiness socket still there: %v", err)
+			}
+
+			// A crash of the new worker starts its pair again: the
+			// socket, and requests waiting in it, stay.
+			bus.mu.Lock()
+			bus.endLocked(nw.(*worker).Unit())
+			bus.mu.Unlock()
+			<-nw.Done()
+			again, err := b.Start(ctx, spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gen := strings.TrimSuffix(strings.TrimPrefix(nw.(*worker).Unit(), "berth-t-"), ".service")
+			if got, want := strings.Join(bus.Calls(), "; "), "StartUnit berth-t-"+gen+".socket; StartUnit berth-t-"+gen+".service"; got != want {
+				t.Errorf("start after a crash: calls %q, want %q", got, want)
+			}
+			if _, a := again.Addr(); a != filepath.Join(dir, gen+".sock") {
+				t.Errorf("restarted worker's address %s, want %s.sock", a, gen)
+			}
+
+			if err := b.Release(ctx, "w1"); err != nil {
+				t.Fatal(err)
+			}
+			bus.mu.Lock()
+			if bus.matches != 3 {
+				t.Errorf("%d match rules after Release, want the 3 of the manager", bus.matches)
+			}
+			bus.mu.Unlock()
 		})
 	}
 }

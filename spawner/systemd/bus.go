@@ -16,10 +16,10 @@ type Manager interface {
 	StartTransientUnitAux(ctx context.Context, name, mode string, props []sd.Property, aux []sd.PropertyCollection, ch chan<- string) (int, error)
 	StartUnitContext(ctx context.Context, name, mode string, ch chan<- string) (int, error)
 	StopUnitContext(ctx context.Context, name, mode string, ch chan<- string) (int, error)
-	RestartUnitContext(ctx context.Context, name, mode string, ch chan<- string) (int, error)
 	KillUnitWithTarget(ctx context.Context, name string, target sd.Who, signal int32) error
 	ResetFailedUnitContext(ctx context.Context, name string) error
 	ListUnitsByNamesContext(ctx context.Context, names []string) ([]sd.UnitStatus, error)
+	ListUnitsByPatternsContext(ctx context.Context, states, patterns []string) ([]sd.UnitStatus, error)
 	GetUnitNameByPID(ctx context.Context, pid uint32) (string, error)
 	GetServicePropertyContext(ctx context.Context, service, propertyName string) (*sd.Property, error)
 }

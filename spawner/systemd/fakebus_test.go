@@ -3,6 +3,7 @@ package systemd
 import (
 	"context"
 	"fmt"
+	"path"
 	"strings"
 	"sync"
 	"syscall"
@@ -77,11 +78,11 @@ func (f *fakeBus) startLocked(unit string) int {
 		}
 		f.propsLocked(unit, ifaceService, map[string]any{"MainPID": uint32(f.pid)})
 		f.propsLocked(unit, ifaceUnit, map[string]any{"ActiveState": "active"})
-		if f.app != nil {
+		if app := f.app; app != nil {
 			f.wg.Add(1)
 			go func() {
 				defer f.wg.Done()
-				f.app(unit)
+				app(unit)
 			}()
 		}
 	} else {
@@ -120,14 +121,6 @@ func (f *fakeBus) StartUnitContext(ctx context.Context, name, mode string, ch ch
 	return f.startLocked(name), nil
 }
 
-func (f *fakeBus) RestartUnitContext(ctx context.Context, name, mode string, ch chan<- string) (int, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.record("RestartUnit %s", name)
-	f.endLocked(name)
-	return f.startLocked(name), nil
-}
-
 func (f *fakeBus) StopUnitContext(ctx context.Context, name, mode string, ch chan<- string) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -161,6 +154,23 @@ func (f *fakeBus) ListUnitsByNamesContext(ctx context.Context, names []string) (
 			s.LoadState, s.ActiveState = "loaded", "active"
 		}
 		st = append(st, s)
+	}
+	return st, nil
+}
+
+// ListUnitsByPatternsContext lists the loaded units whose names match a
+// pattern (fnmatch with FNM_NOESCAPE, as systemd), in any state.
+func (f *fakeBus) ListUnitsByPatternsContext(ctx context.Context, states, patterns []string) ([]sd.UnitStatus, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var st []sd.UnitStatus
+	for n := range f.loaded {
+		for _, p := range patterns {
+			if ok, _ := path.Match(strings.ReplaceAll(p, `\`, `\\`), n); ok {
+				st = append(st, sd.UnitStatus{Name: n, LoadState: "loaded", ActiveState: "active"})
+				break
+			}
+		}
 	}
 	return st, nil
 }

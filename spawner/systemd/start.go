@@ -18,11 +18,16 @@ import (
 	"berth/units"
 )
 
-// Start implements spawner.Backend. The first start of a worker name makes
-// its socket and service units (clearing what a crashed berth left under
-// those names); a later start while the previous worker of that name still
-// runs restarts the service, so that the socket and the requests waiting in
-// it stay; any other start starts the service again.
+// Start implements spawner.Backend. A start while the name's worker still
+// runs (a rolling restart, a recycle) makes the name's next unit pair, with
+// a socket of its own, and leaves the serving pair alone: the new worker
+// must be ready before the old one is stopped (the supervisor stops it,
+// after the balancer drained it, and that gives its pair up), and a new
+// pair that fails to start is stopped and given up while the old worker
+// keeps serving. Any other start starts the current pair's service again
+// (making the pair first, the first time, after clearing what a crashed
+// berth left under the name), so that its socket and the requests waiting
+// in it stay.
 func (b *Backend) Start(ctx context.Context, spec spawner.Spec) (spawner.Worker, error) {
 	what := fmt.Sprintf("worker %s of %s", spec.Name, spec.App)
 	began := time.Now()
@@ -35,50 +40,92 @@ func (b *Backend) Start(ctx context.Context, spec spawner.Spec) (spawner.Worker,
 	if spec.StopTimeout == 0 {
 		spec.StopTimeout = spawner.DefaultStopTimeout
 	}
-	sl, err := b.slot(ctx, spec)
+	sl, err := b.slot(spec)
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", what, err)
 	}
 	sl.mu.Lock()
 	defer sl.mu.Unlock()
-
-	old := sl.current
-	live := old != nil && !isClosed(old.done)
-	if sl.created {
-		// The socket unit must still be there: a socket whose service kept
-		// failing to start may have given up.
-		if err := b.runJob(ctx, sl.socket, func() (int, error) { return b.bus.StartUnitContext(ctx, sl.socket, "replace", nil) }); err != nil {
-			b.log.Warn("worker socket unit gone; making the units again", "unit", sl.socket, "err", err)
-			sl.created, live = false, false
-		}
-	}
-	if !sl.created {
-		if err := b.create(ctx, sl, spec); err != nil {
+	if !sl.swept {
+		if err := b.sweep(ctx, sl); err != nil {
 			return nil, fmt.Errorf("start %s: %w", what, err)
 		}
-		sl.created, live = true, false
+		sl.swept = true
 	}
 
-	var id int
-	if live {
-		b.log.Debug("restarting worker unit", "unit", sl.service, "old_pid", old.pid)
-		id, err = b.bus.RestartUnitContext(ctx, sl.service, "replace", nil)
-	} else {
-		b.bus.ResetFailedUnitContext(ctx, sl.service) // a failed unit starts all the same; this only clears its start limit
-		id, err = b.bus.StartUnitContext(ctx, sl.service, "replace", nil)
+	p := sl.current()
+	live := false
+	if p != nil {
+		p.mu.Lock()
+		live = p.current != nil && !isClosed(p.current.done)
+		p.mu.Unlock()
 	}
+	switch {
+	case p == nil:
+		if p, err = b.newPair(ctx, sl); err != nil {
+			return nil, fmt.Errorf("start %s: %w", what, err)
+		}
+		sl.pmu.Lock()
+		sl.cur = p
+		sl.pmu.Unlock()
+	case live:
+		old := p
+		if p, err = b.newPair(ctx, sl); err != nil {
+			return nil, fmt.Errorf("start %s: %w", what, err)
+		}
+		b.log.Debug("starting worker in new units beside the serving ones", "unit", p.service, "serving", old.service)
+	}
+	p.mu.Lock()
+	w, err := b.startIn(ctx, p, spec, what, began)
+	p.mu.Unlock()
 	if err != nil {
-		return nil, fmt.Errorf("start %s: start unit %s: %w", what, sl.service, err)
+		if live {
+			// The new pair goes; the serving one stays current.
+			if gerr := b.giveUp(context.Background(), p, false); gerr != nil {
+				b.log.Warn("give up worker units of a failed start", "unit", p.service, "err", gerr)
+			}
+		}
+		return nil, err
 	}
-	result, st, err := b.w.job(ctx, sl.service, id)
+	sl.pmu.Lock()
+	sl.cur = p
+	sl.pmu.Unlock()
+	return w, nil
+}
+
+// startIn starts a worker in pair p, whose previous worker (if any) has
+// ended, making the units first if this berth has not. p.mu is held.
+func (b *Backend) startIn(ctx context.Context, p *pair, spec spawner.Spec, what string, began time.Time) (*worker, error) {
+	if p.created {
+		// The socket unit must still be there: a socket whose service kept
+		// failing to start may have given up.
+		if err := b.runJob(ctx, p.socket, func() (int, error) { return b.bus.StartUnitContext(ctx, p.socket, "replace", nil) }); err != nil {
+			b.log.Warn("worker socket unit gone; making the units again", "unit", p.socket, "err", err)
+			p.created = false
+		}
+	}
+	if !p.created {
+		if err := b.create(ctx, p, spec); err != nil {
+			return nil, fmt.Errorf("start %s: %w", what, err)
+		}
+		p.created = true
+	}
+
+	old := p.current
+	b.bus.ResetFailedUnitContext(ctx, p.service) // a failed unit starts all the same; this only clears its start limit
+	id, err := b.bus.StartUnitContext(ctx, p.service, "replace", nil)
+	if err != nil {
+		return nil, fmt.Errorf("start %s: start unit %s: %w", what, p.service, err)
+	}
+	result, st, err := b.w.job(ctx, p.service, id)
 	if err != nil {
 		if ctx.Err() != nil {
 			err = spawner.NotReady(ctx.Err())
 		}
-		return nil, b.startFailed(sl, spec, what, began, fmt.Errorf("start unit %s: %w", sl.service, err))
+		return nil, b.startFailed(p, spec, what, began, fmt.Errorf("start unit %s: %w", p.service, err))
 	}
 	if old != nil {
-		// The previous worker of this name is over: wait until its handle
+		// The previous worker of this pair is over: wait until its handle
 		// says so, so that a late Stop on it cannot reach the new one.
 		select {
 		case <-old.done:
@@ -86,56 +133,57 @@ func (b *Backend) Start(ctx context.Context, spec spawner.Spec) (spawner.Worker,
 		}
 	}
 	if result != "done" || !isActive(st.ActiveState) || st.MainPID == 0 {
-		return nil, fmt.Errorf("start %s: %w: unit %s: start job %s, %s%s", what, spawner.ErrExited, sl.service, result, describe(st), b.tail(sl.service, began))
+		return nil, fmt.Errorf("start %s: %w: unit %s: start job %s, %s%s", what, spawner.ErrExited, p.service, result, describe(st), b.tail(p.service, began))
 	}
-	w := &worker{b: b, sl: sl, spec: spec, pid: st.MainPID, done: make(chan struct{})}
-	sl.current = w
+	w := &worker{b: b, p: p, spec: spec, pid: st.MainPID, done: make(chan struct{})}
+	p.current = w
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
 		w.follow()
 	}()
-	b.log.Debug("worker unit started", "unit", sl.service, "pid", w.pid)
+	b.log.Debug("worker unit started", "unit", p.service, "pid", w.pid)
 	if spec.Started != nil {
 		spec.Started(w.pid, func() []string {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			defer cancel()
-			return b.cfg.Journal(ctx, sl.service, began, b.cfg.TailLines)
+			return b.cfg.Journal(ctx, p.service, began, b.cfg.TailLines)
 		})
 	}
 
 	// READY=1 counts from the worker's process or another live process of
 	// its unit.
 	pid, err := spawner.ReadyWait{
-		Readiness: sl.ready,
-		Accept:    func(pid int) bool { return pid == w.pid || inUnit(pid, sl.service) },
+		Readiness: p.ready,
+		Accept:    func(pid int) bool { return pid == w.pid || inUnit(pid, p.service) },
 		Exited:    w.done, ExitErr: func() error { return w.err },
-		Probe: spec.Probe, Network: "unix", Addr: sl.sockPath,
+		Probe: spec.Probe, Network: "unix", Addr: p.sockPath,
 	}.Wait(ctx)
 	if err != nil {
-		return nil, b.startFailed(sl, spec, what, began, err)
+		return nil, b.startFailed(p, spec, what, began, err)
 	}
 	if pid == 0 {
 		pid = w.pid
 	}
-	w.Liveness = sl.ready.Liveness(pid)
+	w.Liveness = p.ready.Liveness(pid)
 	return w, nil
 }
 
 // startFailed stops what a failed start left running and returns its
-// error, quoting the worker's journal.
-func (b *Backend) startFailed(sl *slot, spec spawner.Spec, what string, began time.Time, err error) error {
-	if w := sl.current; w != nil && !isClosed(w.done) {
+// error, quoting the worker's journal. p.mu is held.
+func (b *Backend) startFailed(p *pair, spec spawner.Spec, what string, began time.Time, err error) error {
+	if w := p.current; w != nil && !isClosed(w.done) {
 		sctx, cancel := context.WithTimeout(context.Background(), spec.StopTimeout+5*time.Second)
 		w.stopLocked(sctx)
 		cancel()
 	}
-	return fmt.Errorf("start %s: %w%s", what, err, b.tail(sl.service, began))
+	return fmt.Errorf("start %s: %w%s", what, err, b.tail(p.service, began))
 }
 
-// create clears leftovers under the slot's unit names and makes the unit
+// create clears leftovers under the pair's unit names and makes the unit
 // pair: the socket unit, started, with the service as its auxiliary unit.
-func (b *Backend) create(ctx context.Context, sl *slot, spec spawner.Spec) error {
+func (b *Backend) create(ctx context.Context, p *pair, spec spawner.Spec) error {
+	sl := p.sl
 	argv := append([]string(nil), spec.Argv...)
 	if !filepath.IsAbs(argv[0]) {
 		p, err := exec.LookPath(argv[0])
@@ -146,14 +194,14 @@ func (b *Backend) create(ctx context.Context, sl *slot, spec spawner.Spec) error
 	}
 	env := append(workerEnviron(os.Environ()), spec.Env...)
 	env = append(env,
-		"BERTH_READY_SOCKET="+sl.ready.StreamPath,
-		"NOTIFY_SOCKET="+sl.ready.DgramPath,
+		"BERTH_READY_SOCKET="+p.ready.StreamPath,
+		"NOTIFY_SOCKET="+p.ready.DgramPath,
 	)
 	uw := units.Worker{
-		App: spec.App, Name: spec.Name, Parent: b.cfg.Parent,
+		App: spec.App, Name: spec.Name, Gen: p.gen, Parent: b.cfg.Parent,
 		Argv: argv, Dir: spec.Dir, Env: env,
 		User: sl.user, Group: sl.group,
-		Socket: sl.sockPath, SocketUser: b.sockUser,
+		Socket: p.sockPath, SocketUser: b.sockUser,
 		MemoryMax: b.cfg.MemoryMax, MemoryHigh: b.cfg.MemoryHigh, CPUQuota: b.cfg.CPUQuota, TasksMax: b.cfg.TasksMax,
 		StopTimeout: spec.StopTimeout, NoSandbox: b.cfg.NoSandbox,
 	}
@@ -170,15 +218,15 @@ func (b *Backend) create(ctx context.Context, sl *slot, spec spawner.Spec) error
 	}
 	sockProps, svc := tu.Socket.Properties, tu.Service
 	for attempt := 0; ; attempt++ {
-		reuse, err := b.clear(ctx, sl, digest)
+		reuse, err := b.clear(ctx, p, digest)
 		if err != nil {
 			return err
 		}
 		if reuse {
-			return b.reuse(ctx, sl, sockProps)
+			return b.reuse(ctx, p, sockProps)
 		}
-		err = b.runJob(ctx, sl.socket, func() (int, error) {
-			return b.bus.StartTransientUnitAux(ctx, sl.socket, "fail", sockProps, []sd.PropertyCollection{svc.Aux()}, nil)
+		err = b.runJob(ctx, p.socket, func() (int, error) {
+			return b.bus.StartTransientUnitAux(ctx, p.socket, "fail", sockProps, []sd.PropertyCollection{svc.Aux()}, nil)
 		})
 		var derr godbus.Error
 		if attempt == 0 && errors.As(err, &derr) && derr.Name == "org.freedesktop.systemd1.UnitExists" {
@@ -189,14 +237,14 @@ func (b *Backend) create(ctx context.Context, sl *slot, spec spawner.Spec) error
 			// The units exist; the socket failed to come up (seen when
 			// systemd could not move a helper into its control group).
 			// One more try before the supervisor's backoff.
-			b.log.Warn("worker socket unit failed to start; trying again", "unit", sl.socket)
-			b.bus.ResetFailedUnitContext(ctx, sl.socket)
-			err = b.runJob(ctx, sl.socket, func() (int, error) { return b.bus.StartUnitContext(ctx, sl.socket, "replace", nil) })
+			b.log.Warn("worker socket unit failed to start; trying again", "unit", p.socket)
+			b.bus.ResetFailedUnitContext(ctx, p.socket)
+			err = b.runJob(ctx, p.socket, func() (int, error) { return b.bus.StartUnitContext(ctx, p.socket, "replace", nil) })
 		}
 		if err != nil {
-			return fmt.Errorf("make units %s and %s: %w", sl.socket, sl.service, err)
+			return fmt.Errorf("make units %s and %s: %w", p.socket, p.service, err)
 		}
-		b.log.Debug("worker units made", "socket", sl.socket, "service", sl.service, "user", sl.user, "parent", b.cfg.Parent)
+		b.log.Debug("worker units made", "socket", p.socket, "service", p.service, "user", sl.user, "parent", b.cfg.Parent)
 		return nil
 	}
 }

@@ -13,13 +13,13 @@ import (
 	"berth/spawner"
 )
 
-// worker is one invocation of a worker's service unit: the process with
-// pid, from its start until the unit leaves the active state or gets
-// another main process.
+// worker is one invocation of the service unit of one of a worker name's
+// unit pairs: the process with pid, from its start until the unit leaves
+// the active state or gets another main process.
 type worker struct {
 	spawner.Liveness // from its readiness connection; set before Start returns
 	b                *Backend
-	sl               *slot
+	p                *pair
 	spec             spawner.Spec
 	pid              int
 	done             chan struct{}
@@ -27,13 +27,15 @@ type worker struct {
 }
 
 // Name implements spawner.Worker: the worker's name ("w1").
-func (w *worker) Name() string { return w.sl.name }
+func (w *worker) Name() string { return w.p.sl.name }
 
-// Unit is the worker's service unit, for log lines.
-func (w *worker) Unit() string { return w.sl.service }
+// Unit is the worker's service unit (berth-APP-w1.service, or a later
+// generation's berth-APP-w1-g2.service), for log lines.
+func (w *worker) Unit() string { return w.p.service }
 
-// Addr implements spawner.Worker: the socket unit's socket.
-func (w *worker) Addr() (network, address string) { return "unix", w.sl.sockPath }
+// Addr implements spawner.Worker: its pair's socket (w1.sock, or a later
+// generation's w1-g2.sock).
+func (w *worker) Addr() (network, address string) { return "unix", w.p.sockPath }
 
 // Pid implements spawner.Worker.
 func (w *worker) Pid() int { return w.pid }
@@ -50,16 +52,16 @@ func (w *worker) Err() error { return w.err }
 // re-executes (systemctl daemon-reexec); a unit that really goes has left
 // the active state first.
 func (w *worker) follow() {
-	st, err := w.b.w.wait(w.b.ctx, w.sl.service, func(u *unitState) bool {
+	st, err := w.b.w.wait(w.b.ctx, w.p.service, func(u *unitState) bool {
 		return u.MainPID != w.pid || !isActive(u.ActiveState)
 	})
 	switch {
 	case err != nil:
-		w.err = fmt.Errorf("unit %s: no longer followed: %w", w.sl.service, err)
+		w.err = fmt.Errorf("unit %s: no longer followed: %w", w.p.service, err)
 	case st.MainPID != w.pid && st.MainPID != 0:
-		w.err = fmt.Errorf("unit %s: pid %d replaced by pid %d", w.sl.service, w.pid, st.MainPID)
+		w.err = fmt.Errorf("unit %s: pid %d replaced by pid %d", w.p.service, w.pid, st.MainPID)
 	default:
-		w.err = fmt.Errorf("unit %s: pid %d %s", w.sl.service, w.pid, describe(st))
+		w.err = fmt.Errorf("unit %s: pid %d %s", w.p.service, w.pid, describe(st))
 	}
 	close(w.done)
 }
@@ -69,12 +71,24 @@ func (w *worker) follow() {
 // than queuing a stop job: while systemd stops berth's own unit, a stop job
 // on a worker would wait behind berth's, and berth would wait for it.
 //
-// Stop stops this process only: the name's socket unit stays until
-// Release. Stop on a worker that was already replaced does nothing.
+// Stop stops this process only: the name stays for the next Start, until
+// Release, and so does its current pair's socket unit (a crashed worker's
+// service is started again behind it). A worker whose pair is no longer
+// its name's current one (a newer pair took over in a rolling restart)
+// has its pair given up once it is stopped: its units are stopped and its
+// readiness sockets closed. Stop on a worker that was already replaced in
+// its pair does nothing.
 func (w *worker) Stop(ctx context.Context) error {
-	w.sl.mu.Lock()
-	defer w.sl.mu.Unlock()
-	return w.stopLocked(ctx)
+	p := w.p
+	p.mu.Lock()
+	err := w.stopLocked(ctx)
+	p.mu.Unlock()
+	if p.sl.current() != p {
+		if gerr := w.b.giveUp(ctx, p, false); gerr != nil {
+			w.b.log.Warn("give up worker units", "unit", p.service, "err", gerr)
+		}
+	}
+	return err
 }
 
 // Usage implements spawner.Worker: the service's control group, as
@@ -88,13 +102,13 @@ func (w *worker) Usage(ctx context.Context) (spawner.Usage, error) {
 		{"MemoryCurrent", func(v uint64) { u.Memory = v }},
 		{"CPUUsageNSec", func(v uint64) { u.CPU = time.Duration(v) }},
 	} {
-		prop, err := w.b.bus.GetServicePropertyContext(ctx, w.sl.service, p.name)
+		prop, err := w.b.bus.GetServicePropertyContext(ctx, w.p.service, p.name)
 		if err != nil {
-			return u, fmt.Errorf("usage of unit %s: %w", w.sl.service, err)
+			return u, fmt.Errorf("usage of unit %s: %w", w.p.service, err)
 		}
 		var v uint64
 		if err := prop.Value.Store(&v); err != nil {
-			return u, fmt.Errorf("usage of unit %s: %s: %w", w.sl.service, p.name, err)
+			return u, fmt.Errorf("usage of unit %s: %s: %w", w.p.service, p.name, err)
 		}
 		if v != math.MaxUint64 { // systemd's "not accounted"
 			p.set(v)
@@ -103,18 +117,18 @@ func (w *worker) Usage(ctx context.Context) (spawner.Usage, error) {
 	return u, nil
 }
 
-// stopLocked is Stop with the slot's lock held. A worker that is no longer
-// the slot's current one is over already: the signals would reach its
-// successor.
+// stopLocked is Stop with the pair's lock held, without giving the pair
+// up. A worker that is no longer its pair's current one is over already:
+// the signals would reach its successor.
 func (w *worker) stopLocked(ctx context.Context) error {
-	if w.sl.current != w || isClosed(w.done) {
+	if w.p.current != w || isClosed(w.done) {
 		return nil
 	}
-	what := fmt.Sprintf("stop worker %s (pid %d)", w.sl.service, w.pid)
+	what := fmt.Sprintf("stop worker %s (pid %d)", w.p.service, w.pid)
 	// KillUnit may report an error for a signal that reached the main
 	// process but not every other one; the unit's state says whether the
 	// worker ended.
-	kerr := w.b.bus.KillUnitWithTarget(ctx, w.sl.service, sd.All, int32(syscall.SIGTERM))
+	kerr := w.b.bus.KillUnitWithTarget(ctx, w.p.service, sd.All, int32(syscall.SIGTERM))
 	t := time.NewTimer(w.spec.StopTimeout)
 	defer t.Stop()
 	select {
@@ -125,7 +139,7 @@ func (w *worker) stopLocked(ctx context.Context) error {
 	}
 	kctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := w.b.bus.KillUnitWithTarget(kctx, w.sl.service, sd.All, int32(syscall.SIGKILL)); err != nil {
+	if err := w.b.bus.KillUnitWithTarget(kctx, w.p.service, sd.All, int32(syscall.SIGKILL)); err != nil {
 		kerr = err
 	}
 	select {
