@@ -35,11 +35,12 @@ type harness struct {
 	warmup       time.Duration
 	peers        []*peer
 	loads        []*load
-	work         string  // temp dir, removed at the end
-	script       string  // the wrk summary script
-	spreadScript string  // the wrk script over many URLs, with the summary hook
-	clk          float64 // clock ticks per second of /proc times
-	keep         bool    // BENCH_KEEP: leave the work directory for a look at the logs
+	work         string   // temp dir, removed at the end
+	script       string   // the wrk summary script
+	spreadScript string   // the wrk script over many URLs, with the summary hook
+	clk          float64  // clock ticks per second of /proc times
+	keep         bool     // BENCH_KEEP: leave the work directory for a look at the logs
+	berthArgs    []string // BENCH_BERTH_ARGS: more arguments for berth serve
 }
 
 func main() {
@@ -174,6 +175,7 @@ func (h *harness) configure(berth string) error {
 		}
 		*k.dst = d
 	}
+	h.berthArgs = strings.Fields(os.Getenv("BENCH_BERTH_ARGS"))
 	var err error
 	if h.peers, err = pick("BENCH_PEERS", allPeers(), func(p *peer) string { return p.name }); err != nil {
 		return err

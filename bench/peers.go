@@ -146,12 +146,13 @@ func startCluster(_ context.Context, h *harness, in *instance) error {
 func startBerth(_ context.Context, h *harness, in *instance) error {
 	in.wantApps = appProcs
 	in.berth = fmt.Sprintf("bench-%d", os.Getpid())
-	return in.launch("berth", []string{h.berth, "serve", in.appDir,
+	argv := []string{h.berth, "serve", in.appDir,
 		"--workers", strconv.Itoa(appProcs),
 		"--listen", "127.0.0.1:" + strconv.Itoa(in.port),
 		"--spawner", "exec",
 		"--name", in.berth,
-	}, in.appDir)
+	}
+	return in.launch("berth", append(argv, h.berthArgs...), in.appDir)
 }
 
 func startPassenger(_ context.Context, h *harness, in *instance) error {

@@ -122,7 +122,11 @@ func (h *harness) report(m machine, rs results) string {
 		h.rounds, h.duration, h.warmup, appProcs)
 	w("\nPeers:\n\n")
 	for _, p := range h.peers {
-		w("- **%s**: %s\n", p.name, p.about)
+		about := p.about
+		if p.name == "berth" && len(h.berthArgs) > 0 {
+			about += fmt.Sprintf(", with `%s`", strings.Join(h.berthArgs, " "))
+		}
+		w("- **%s**: %s\n", p.name, about)
 	}
 	for _, s := range h.skipped {
 		w("- skipped %s\n", s)
