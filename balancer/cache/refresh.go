@@ -20,7 +20,8 @@ const (
 // refresh starts a background refresh of e, an entry within its
 // stale-while-revalidate window that x found (RFC 5861 §3), unless a miss
 // for the same key and variant is already at the app (it leads a flight
-// that the refresh would duplicate). The refresh leads that key's flight,
+// that the refresh would duplicate), or Config.Unavailable says no worker
+// can answer (the refresh would only take a place in the queue). The refresh leads that key's flight,
 // so that misses arriving meanwhile wait for it instead of asking too.
 //
 // It reports refreshHere for an entry whose Vary names a credential
@@ -33,6 +34,9 @@ func (c *Cache) refresh(next balancer.Handler, x *balancer.Exchange, h *head, ke
 		if n == "cookie" || n == "authorization" || n == "proxy-authorization" {
 			return refreshHere
 		}
+	}
+	if c.cfg.Unavailable != nil && c.cfg.Unavailable() {
+		return refreshNone
 	}
 	c.bgMu.Lock()
 	if c.bgDone {

@@ -348,3 +348,34 @@ func TestCloseCancelsRefreshes(t *testing.T) {
 		}
 	})
 }
+
+// TestNoRefreshWhenUnavailable: while no worker can answer, a stale hit
+// starts no refresh (it would only wait in the queue); once one can, the
+// next stale hit does.
+func TestNoRefreshWhenUnavailable(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var down atomic.Bool
+		a := swrApp()
+		c := newCache(t, Config{Unavailable: down.Load})
+		defer c.Close()
+		h := c.Wrap(a)
+		do(h, "GET", "/")
+		down.Store(true)
+		time.Sleep(2 * time.Second)
+		if w := do(h, "GET", "/"); string(w.body) != "v1" || w.get("Cache-Status") != "berth; hit; ttl=-1" {
+			t.Errorf("during the outage: %q %q", w.body, w.get("Cache-Status"))
+		}
+		synctest.Wait()
+		if n := a.calls.Load(); n != 1 {
+			t.Errorf("%d app requests during the outage, want 1 (no refresh)", n)
+		}
+		down.Store(false)
+		if w := do(h, "GET", "/"); w.get("Cache-Status") != "berth; fwd=stale; ttl=-1" {
+			t.Errorf("after the outage: %q, want a refresh started", w.get("Cache-Status"))
+		}
+		synctest.Wait()
+		if n := a.calls.Load(); n != 2 {
+			t.Errorf("%d app requests, want 2", n)
+		}
+	})
+}
