@@ -63,9 +63,11 @@ type Exchange struct {
 	ctx  context.Context
 	conn *conn     // the HTTP/1.1 connection, or nil
 	h2   *h2Stream // the HTTP/2 stream, or nil
+	loc  *local    // a request made by Do, or nil
 }
 
-// Context ends when the client goes away or berth stops at once.
+// Context ends when the client goes away or berth stops at once; for a
+// request made by Do, it is the context Do was given.
 func (x *Exchange) Context() context.Context { return x.ctx }
 
 // ResponseWriter is where a link writes its response. Its zero framing

@@ -3,8 +3,8 @@ package balancer
 import "berth/balancer/h1"
 
 // What the proxy asks of the connection an Exchange came on. The front
-// door's HTTP/1.1 connection (x.conn) and an HTTP/2 stream (x.h2) answer
-// these differently: a response cut short closes an HTTP/1.1 connection
+// door's HTTP/1.1 connection (x.conn), an HTTP/2 stream (x.h2) and a
+// request berth makes itself (x.loc, see Do) answer these differently: a response cut short closes an HTTP/1.1 connection
 // and resets an HTTP/2 stream.
 
 // setUpstream records the worker connection x is using (nil when done),
@@ -15,6 +15,8 @@ func (x *Exchange) setUpstream(uc *upConn) {
 		x.conn.up.Store(uc)
 	case x.h2 != nil:
 		x.h2.up.Store(uc)
+	case x.loc != nil:
+		x.loc.setUpstream(uc)
 	}
 }
 
@@ -54,6 +56,8 @@ func (x *Exchange) headWritten() bool {
 		return x.conn.w.wroteHead
 	case x.h2 != nil:
 		return x.h2.w.wroteHead
+	case x.loc != nil:
+		return x.loc.wroteHead
 	}
 	return false
 }

@@ -3,6 +3,7 @@ package balancer
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -192,7 +193,10 @@ func (p *Proxy) forward(x *Exchange, up *Upstream, lastTry bool, sticky []byte) 
 				p.log.Debug("worker closed a connection without reading the request; trying again", "worker", up.Name, "err", err)
 				return again
 			}
-			if isTimeout(err) && uc.limit > 0 {
+			if x.loc != nil && errors.Is(x.ctx.Err(), context.DeadlineExceeded) {
+				// Do's deadline passed and closed the connection.
+				p.fail(x, up, 504, fmt.Sprintf("worker %s did not answer before the request's deadline.", up.Name), x.ctx.Err())
+			} else if isTimeout(err) && uc.limit > 0 {
 				p.timedOut(x, up)
 			} else if errors.As(err, &he) {
 				p.fail(x, up, 502, fmt.Sprintf("worker %s sent a malformed response.", up.Name), err)

@@ -7,12 +7,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -21,6 +24,10 @@ type loadKind int
 const (
 	wrkLoad      loadKind = iota // wrk for the run's duration: req/s, latency, CPU, RSS
 	downloadLoad                 // one curl download: the front end's peak RSS
+	// spreadLoad fills a cache with entries distinct URLs, then measures
+	// wrk over all of them against wrk over one of them, same peer, same
+	// round.
+	spreadLoad
 )
 
 // load is one scenario. A new one (a bigger body, a POST) is one more
@@ -33,6 +40,9 @@ type load struct {
 	conns int
 	kind  loadKind
 	note  string // printed under the table
+	// entries is the number of distinct URLs of a spreadLoad: path1 …
+	// path<entries>.
+	entries int
 }
 
 func allLoads() []*load {
@@ -43,6 +53,13 @@ func allLoads() []*load {
 		{name: "4k-c64", title: "4 KiB body, 64 connections", path: "/4k", conns: 64},
 		{name: "cached-c64", title: "cached: hello with `Cache-Control: public, max-age=60`, 64 connections", path: "/cached", conns: 64,
 			note: "nginx answers from `proxy_cache`, Passenger from its turbocache, berth from its response cache; direct and cluster have no cache (the reference)."},
+		{name: "cached10k-c64", title: "cached, 10,000 distinct URLs (`/cached/1` … `/cached/10000`, `public, max-age=3600`), 64 connections",
+			path: "/cached/", conns: 64, kind: spreadLoad, entries: 10000,
+			note: "Each run first asks for every URL once (the cache fills), then measures wrk cycling over all 10,000 URLs and wrk on one of them " +
+				"(`/cached/1`), both through the same script ([`testdata/spread.lua`](testdata/spread.lua)), in alternating order by round. " +
+				"× 1 URL is the same-run ratio; hit rates come from berth's cache counters (`berth status --json`) around each run, " +
+				"entries from the same. Issue 9's target: with 10,000 entries, req/s and hit rate within 10 % of the single-entry case (× 1 URL ≥ 0.90). " +
+				"Passenger's turbocache holds 8 entries; direct and cluster have no cache."},
 		{name: "static-c64", title: "static file (4 KiB from `public/static/`), 64 connections", path: "/static/4k.txt", conns: 64,
 			note: "Served by a front end that serves `public/` itself; a peer that passes the request to the app gets the app's 404 and shows n/a (berth serves it by default: `--static` is on and the app has `public/`)."},
 		{name: "download", title: "one 50 MiB streamed download (curl), front end's peak RSS", path: "/download", conns: 1, kind: downloadLoad,
@@ -111,6 +128,9 @@ type result struct {
 	baseRSS  int64   // bytes before the load, front-end processes
 	seconds  float64 // download: its duration
 	bytes    float64 // download: bytes received
+	hitRate  float64 // spread: share of answers that were cache hits (-1: unknown)
+	entries  int64   // spread: entries in the cache after the run (-1: unknown)
+	ref      *result // spread: the same peer's run over one URL, same round
 	logs     string  // the end of the peer's logs, when the run had errors
 }
 
@@ -134,9 +154,15 @@ func (h *harness) runWrk(ctx context.Context, in *instance, l *load) result {
 			return result{err: fmt.Errorf("warm-up: %w", err)}
 		}
 	}
+	return h.measure(ctx, in, args(h.duration, "-s", h.script))
+}
+
+// measure runs wrk with args (which must name a script with the summary
+// hook) and reads the CPU and RSS of the peer's processes around it.
+func (h *harness) measure(ctx context.Context, in *instance, args []string) result {
 	set := in.procs()
 	rss := startRSSSampler(ctx, set.front, 100*time.Millisecond)
-	out, err := h.wrk(ctx, args(h.duration, "-s", h.script))
+	out, err := h.wrk(ctx, args)
 	peak := rss.Stop(set.front)
 	frontTicks, appTicks := cpuDelta(set.front), cpuDelta(set.app)
 	if err != nil {
@@ -217,4 +243,148 @@ func writeScript(dir string) (string, error) {
 		return "", fmt.Errorf("wrk script: %w", err)
 	}
 	return p, nil
+}
+
+// writeSpreadScript puts testdata/spread.lua, followed by the summary
+// hook, in the work directory.
+func writeSpreadScript(dir string) (string, error) {
+	lua, err := testdata.ReadFile("testdata/spread.lua")
+	if err != nil {
+		return "", fmt.Errorf("wrk spread script: %w", err)
+	}
+	p := filepath.Join(dir, "spread.lua")
+	if err := os.WriteFile(p, append(lua, wrkScript...), 0o644); err != nil {
+		return "", fmt.Errorf("wrk spread script: %w", err)
+	}
+	return p, nil
+}
+
+// runSpread fills the peer's cache with every URL of l once, then
+// measures wrk over all of them and wrk over the first alone (the
+// reference), in an order that alternates with the round. The result is
+// the run over all URLs, with the reference's req/s, hit rate and CPU.
+func (h *harness) runSpread(ctx context.Context, in *instance, l *load, round int) result {
+	if err := fill(ctx, in, l); err != nil {
+		return result{err: err}
+	}
+	args := func(d time.Duration, urls int) []string {
+		return []string{"-t", strconv.Itoa(l.threads()), "-c", strconv.Itoa(l.conns),
+			"-d", fmt.Sprintf("%.0fs", d.Seconds()), "--latency", "-s", h.spreadScript,
+			in.url("/"), "--", strconv.Itoa(urls), l.path}
+	}
+	if h.warmup > 0 {
+		if _, err := h.wrk(ctx, args(h.warmup, l.entries)); err != nil {
+			return result{err: fmt.Errorf("warm-up: %w", err)}
+		}
+	}
+	run := func(urls int) result {
+		before, counted := h.cacheCounts(ctx, in)
+		r := h.measure(ctx, in, args(h.duration, urls))
+		r.hitRate, r.entries = -1, -1
+		if after, ok := h.cacheCounts(ctx, in); counted && ok {
+			r.entries = after.Entries
+			if n := after.answered() - before.answered(); n > 0 {
+				r.hitRate = float64(after.Hits-before.Hits) / float64(n)
+			}
+		}
+		return r
+	}
+	var one, all result
+	if round%2 == 1 {
+		one, all = run(1), run(l.entries)
+	} else {
+		all, one = run(l.entries), run(1)
+	}
+	if one.err != nil {
+		return result{err: fmt.Errorf("the run over one URL: %w", one.err)}
+	}
+	if !one.valid() {
+		return result{err: fmt.Errorf("the run over one URL: %.0f of %.0f answers not 2xx/3xx", one.status, one.requests)}
+	}
+	all.ref = &one
+	return all
+}
+
+// fill asks for every URL of l once, over a few keep-alive connections,
+// and wants 200 for each.
+func fill(ctx context.Context, in *instance, l *load) error {
+	const conns = 8
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: conns}}
+	defer client.CloseIdleConnections()
+	next := make(chan int)
+	errs := make(chan error, conns)
+	var wg sync.WaitGroup
+	for range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				url := in.url(l.path + strconv.Itoa(i))
+				req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+				if err == nil {
+					var resp *http.Response
+					if resp, err = client.Do(req); err == nil {
+						_, err = io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						if err == nil && resp.StatusCode != 200 {
+							err = fmt.Errorf("GET %s: %s", url, resp.Status)
+						}
+					}
+				}
+				if err != nil {
+					errs <- fmt.Errorf("fill the cache: %w", err)
+					for range next {
+					}
+					return
+				}
+			}
+		}()
+	}
+	for i := 1; i <= l.entries; i++ {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
+}
+
+// cacheCounts are berth's cache counters, from `berth status --json`.
+type cacheCounts struct {
+	Hits    uint64 `json:"hits"`
+	Misses  uint64 `json:"misses"`
+	Stale   uint64 `json:"stale"`
+	Entries int64  `json:"entries"`
+}
+
+// answered counts the requests the cache looked up.
+func (c cacheCounts) answered() uint64 { return c.Hits + c.Misses + c.Stale }
+
+// cacheCounts reads berth's cache counters; false for another peer, or
+// when berth does not say.
+func (h *harness) cacheCounts(ctx context.Context, in *instance) (cacheCounts, bool) {
+	if in.berth == "" {
+		return cacheCounts{}, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, h.berth, "status", "--json", in.berth).Output()
+	if err != nil {
+		return cacheCounts{}, false
+	}
+	return parseCacheCounts(out)
+}
+
+func parseCacheCounts(out []byte) (cacheCounts, bool) {
+	var st struct {
+		Cache *cacheCounts `json:"cache"`
+	}
+	if err := json.Unmarshal(out, &st); err != nil || st.Cache == nil {
+		return cacheCounts{}, false
+	}
+	return *st.Cache, true
 }

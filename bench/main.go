@@ -26,19 +26,21 @@ import (
 
 // harness is one benchmark session.
 type harness struct {
-	berth    string            // the berth binary
-	node     string            // node
-	tools    map[string]string // wrk, curl, nginx, passenger → path
-	skipped  []string          // what was left out, and why
-	rounds   int
-	duration time.Duration
-	warmup   time.Duration
-	peers    []*peer
-	loads    []*load
-	work     string  // temp dir, removed at the end
-	script   string  // the wrk summary script
-	clk      float64 // clock ticks per second of /proc times
-	keep     bool    // BENCH_KEEP: leave the work directory for a look at the logs
+	berth        string            // the berth binary
+	node         string            // node
+	tools        map[string]string // wrk, curl, nginx, passenger → path
+	skipped      []string          // what was left out, and why
+	rounds       int
+	duration     time.Duration
+	warmup       time.Duration
+	peers        []*peer
+	loads        []*load
+	work         string   // temp dir, removed at the end
+	script       string   // the wrk summary script
+	spreadScript string   // the wrk script over many URLs, with the summary hook
+	clk          float64  // clock ticks per second of /proc times
+	keep         bool     // BENCH_KEEP: leave the work directory for a look at the logs
+	berthArgs    []string // BENCH_BERTH_ARGS: more arguments for berth serve
 }
 
 func main() {
@@ -77,6 +79,9 @@ func run(ctx context.Context, berth, out, commit string) error {
 	}
 	h.work = work
 	if h.script, err = writeScript(work); err != nil {
+		return err
+	}
+	if h.spreadScript, err = writeSpreadScript(work); err != nil {
 		return err
 	}
 
@@ -134,8 +139,11 @@ func (h *harness) runOne(ctx context.Context, round int, l *load, p *peer) resul
 	if err := in.waitReady(ctx, 60*time.Second); err != nil {
 		return result{err: err}
 	}
-	if l.kind == downloadLoad {
+	switch l.kind {
+	case downloadLoad:
 		return h.runDownload(ctx, in, l)
+	case spreadLoad:
+		return h.runSpread(ctx, in, l, round)
 	}
 	return h.runWrk(ctx, in, l)
 }
@@ -167,6 +175,7 @@ func (h *harness) configure(berth string) error {
 		}
 		*k.dst = d
 	}
+	h.berthArgs = strings.Fields(os.Getenv("BENCH_BERTH_ARGS"))
 	var err error
 	if h.peers, err = pick("BENCH_PEERS", allPeers(), func(p *peer) string { return p.name }); err != nil {
 		return err

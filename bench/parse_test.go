@@ -151,3 +151,14 @@ func TestPick(t *testing.T) {
 		t.Error("pick with an unknown name: no error")
 	}
 }
+
+func TestParseCacheCounts(t *testing.T) {
+	out := []byte(`{"app": "bench-1", "pid": 7, "cache": {"hits": 90, "misses": 10, "stale": 0, "bypass": 3, "refreshes": 0, "entries": 10000, "bytes": 5000000, "max_bytes": 67108864}}`)
+	c, ok := parseCacheCounts(out)
+	if !ok || c.Hits != 90 || c.Misses != 10 || c.Entries != 10000 || c.answered() != 100 {
+		t.Errorf("parseCacheCounts = %+v, %v", c, ok)
+	}
+	if _, ok := parseCacheCounts([]byte(`{"app": "x", "cache": null}`)); ok {
+		t.Error("a berth with --cache=off has no counts")
+	}
+}

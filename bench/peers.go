@@ -57,7 +57,7 @@ func allPeers() []*peer {
 			about: "nginx, `worker_processes auto` (one per core, like berth's GOMAXPROCS), `access_log off`, " +
 				"in front of 2 `node` processes on Unix sockets; upstream `keepalive 64`, `proxy_http_version 1.1`, " +
 				"`Connection \"\"`, `keepalive_requests 100000` on both sides; `Host`/`X-Forwarded-For`/`X-Forwarded-Proto` " +
-				"set as a deployment would (berth sends them too); `/cached` through `proxy_cache`; `/static/` from `public/`",
+				"set as a deployment would (berth sends them too); `/cached` and `/cached/N` through `proxy_cache`; `/static/` from `public/`",
 			front: true,
 			tool:  "nginx",
 			start: startNginx,
@@ -86,6 +86,7 @@ type instance struct {
 	readyDir string
 	port     int
 	token    string // "BENCH_TOKEN=…", in the environment of every process of the peer
+	berth    string // berth's --name, for `berth status` (berth only)
 	wantApps int
 	roots    []*root
 }
@@ -144,12 +145,14 @@ func startCluster(_ context.Context, h *harness, in *instance) error {
 
 func startBerth(_ context.Context, h *harness, in *instance) error {
 	in.wantApps = appProcs
-	return in.launch("berth", []string{h.berth, "serve", in.appDir,
+	in.berth = fmt.Sprintf("bench-%d", os.Getpid())
+	argv := []string{h.berth, "serve", in.appDir,
 		"--workers", strconv.Itoa(appProcs),
 		"--listen", "127.0.0.1:" + strconv.Itoa(in.port),
 		"--spawner", "exec",
-		"--name", fmt.Sprintf("bench-%d", os.Getpid()),
-	}, in.appDir)
+		"--name", in.berth,
+	}
+	return in.launch("berth", append(argv, h.berthArgs...), in.appDir)
 }
 
 func startPassenger(_ context.Context, h *harness, in *instance) error {
@@ -209,6 +212,10 @@ http {
       proxy_pass http://app;
     }
     location = /cached {
+      proxy_pass http://app;
+      proxy_cache bench;
+    }
+    location /cached/ {
       proxy_pass http://app;
       proxy_cache bench;
     }

@@ -87,6 +87,10 @@ func (r result) line(l *load) string {
 		return fmt.Sprintf("n/a: %.0f of %.0f answers not 2xx/3xx; logs: %s", r.status, r.requests, r.logs)
 	case l.kind == downloadLoad:
 		return fmt.Sprintf("%.1f MiB in %.2fs, front end peak RSS %s", r.bytes/(1<<20), r.seconds, mib(r.frontRSS))
+	case l.kind == spreadLoad && r.ref != nil:
+		return fmt.Sprintf("%d URLs: %s req/s, hit rate %s, %s entries, p99 %s, front %.1f µs/req; 1 URL: %s req/s, hit rate %s, front %.1f µs/req; × 1 URL %.2f",
+			l.entries, rate(r.rps), pct(r.hitRate), count(r.entries), lat(r.p99), r.frontCPU,
+			rate(r.ref.rps), pct(r.ref.hitRate), r.ref.frontCPU, r.rps/r.ref.rps)
 	}
 	s := fmt.Sprintf("%s req/s  p50 %s  p99 %s  errors %.0f  front %.1f µs/req  app %.1f µs/req  front RSS %s",
 		rate(r.rps), lat(r.p50), lat(r.p99), r.errors, r.frontCPU, r.appCPU, mib(r.frontRSS))
@@ -118,7 +122,11 @@ func (h *harness) report(m machine, rs results) string {
 		h.rounds, h.duration, h.warmup, appProcs)
 	w("\nPeers:\n\n")
 	for _, p := range h.peers {
-		w("- **%s**: %s\n", p.name, p.about)
+		about := p.about
+		if p.name == "berth" && len(h.berthArgs) > 0 {
+			about += fmt.Sprintf(", with `%s`", strings.Join(h.berthArgs, " "))
+		}
+		w("- **%s**: %s\n", p.name, about)
 	}
 	for _, s := range h.skipped {
 		w("- skipped %s\n", s)
@@ -126,9 +134,12 @@ func (h *harness) report(m machine, rs results) string {
 
 	for _, l := range h.loads {
 		w("\n## %s\n\n", l.title)
-		if l.kind == downloadLoad {
+		switch l.kind {
+		case downloadLoad:
 			h.downloadTable(w, rs, l)
-		} else {
+		case spreadLoad:
+			h.spreadTable(w, rs, l)
+		default:
 			h.wrkTable(w, rs, l)
 		}
 		if l.note != "" {
@@ -181,6 +192,62 @@ func (h *harness) wrkTable(w func(string, ...any), rs results, l *load) {
 			cells = append(cells, mibCell(medianOf(runs, func(r result) float64 { return float64(r.frontRSS) })))
 		} else {
 			cells = append(cells, "–")
+		}
+		w("| %s |\n", strings.Join(cells, " | "))
+	}
+}
+
+// spreadTable compares, per peer, the run over many URLs with the run over
+// one, both from the same round.
+func (h *harness) spreadTable(w func(string, ...any), rs results, l *load) {
+	n := fmt.Sprintf("%d URLs", l.entries)
+	if l.entries == 10000 {
+		n = "10,000 URLs"
+	}
+	w("| peer | req/s, %s | req/s, 1 URL | × 1 URL | hit rate, %s | hit rate, 1 URL | entries | p99, %s | errors | front µs/req, %s | front µs/req, 1 URL | front peak RSS |\n", n, n, n, n)
+	w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, p := range h.peers {
+		var runs []result
+		for _, r := range rs[l.name][p.name] {
+			if r.valid() && r.ref != nil {
+				runs = append(runs, r)
+			}
+		}
+		if len(runs) == 0 {
+			w("| %s | n/a | | | | | | | | | | |\n", p.name)
+			continue
+		}
+		med := func(f func(result) float64) (float64, bool) { return medianOf(runs, f) }
+		known := func(f func(result) float64) (float64, bool) {
+			var vs []float64
+			for _, r := range runs {
+				if v := f(r); v >= 0 {
+					vs = append(vs, v)
+				}
+			}
+			return median(vs)
+		}
+		var errs float64
+		for _, r := range runs {
+			errs += r.errors + r.ref.errors
+		}
+		cells := []string{p.name,
+			rateCell(med(func(r result) float64 { return r.rps })),
+			rateCell(med(func(r result) float64 { return r.ref.rps })),
+			ratioCell(med(func(r result) float64 { return r.rps / r.ref.rps })),
+			pctCell(known(func(r result) float64 { return r.hitRate })),
+			pctCell(known(func(r result) float64 { return r.ref.hitRate })),
+			countCell(known(func(r result) float64 { return float64(r.entries) })),
+			latCell(med(func(r result) float64 { return r.p99 })),
+			fmt.Sprintf("%.0f", errs),
+		}
+		if p.front {
+			cells = append(cells,
+				cpuCell(med(func(r result) float64 { return r.frontCPU })),
+				cpuCell(med(func(r result) float64 { return r.ref.frontCPU })),
+				mibCell(med(func(r result) float64 { return float64(r.frontRSS) })))
+		} else {
+			cells = append(cells, "–", "–", "–")
 		}
 		w("| %s |\n", strings.Join(cells, " | "))
 	}
@@ -262,6 +329,42 @@ func lat(us float64) string {
 		return fmt.Sprintf("%.2f ms", us/1000)
 	}
 	return fmt.Sprintf("%.0f ms", us/1000)
+}
+
+// pct formats a share (0..1); negative means unknown.
+func pct(v float64) string {
+	if v < 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f %%", 100*v)
+}
+
+func count(n int64) string {
+	if n < 0 {
+		return "–"
+	}
+	return fmt.Sprint(n)
+}
+
+func pctCell(v float64, ok bool) string {
+	if !ok {
+		return "–"
+	}
+	return pct(v)
+}
+
+func countCell(v float64, ok bool) string {
+	if !ok {
+		return "–"
+	}
+	return count(int64(v))
+}
+
+func rateCell(v float64, ok bool) string {
+	if !ok {
+		return "–"
+	}
+	return rate(v)
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

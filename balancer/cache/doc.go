@@ -32,9 +32,14 @@
 // each waiter asks the app itself.
 //
 // Stale entries are revalidated with their ETag or Last-Modified. Within a
-// response's stale-while-revalidate window the first request refreshes the
-// entry (in the foreground: a link cannot start a request of its own, see
-// balancer.Exchange) while the others get the stale entry. An app error
+// response's stale-while-revalidate window every request gets the stale
+// entry at once, and the first starts a refresh in the background
+// (balancer.Do): one per entry at a time, leading the key's coalescing
+// flight, bounded by Config.RefreshTimeout, made of the entry's key alone
+// (GET, Host, target, the Vary'd fields and the Config.VaryCookies
+// cookies; never the client's Authorization or other cookies). An entry
+// that varies on Cookie or Authorization is refreshed by a client's own
+// request instead. Close ends the refreshes and waits for them. An app error
 // (500, 502, 503, 504) within stale-if-error, and an outage (502, 503,
 // 504, or Config.Unavailable) within Config.StaleOnOutage, are answered
 // with the stale entry — unless the response said must-revalidate,
@@ -46,7 +51,8 @@
 // Every response that passes through carries a Cache-Status field (RFC
 // 9211): "berth; hit", "berth; fwd=miss" (with "stored" or "collapsed"),
 // "berth; fwd=stale", "berth; fwd=bypass"; a stale answer adds a negative
-// ttl, and fwd-status when the app's error was replaced.
+// ttl, and fwd-status when the app's error was replaced ("berth; fwd=stale;
+// ttl=-N" without fwd-status: this request started a background refresh).
 //
 // The store holds Config.MaxBytes (64 MiB) and evicts by CLOCK, an LRU
 // approximation whose hits only set a bit under a read lock: a hit takes

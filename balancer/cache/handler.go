@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,10 +17,11 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultMaxBytes      = 64 << 20
-	DefaultMaxEntry      = 1 << 20
-	DefaultCoalesceWait  = 5 * time.Second
-	DefaultStaleOnOutage = time.Minute
+	DefaultMaxBytes       = 64 << 20
+	DefaultMaxEntry       = 1 << 20
+	DefaultCoalesceWait   = 5 * time.Second
+	DefaultStaleOnOutage  = time.Minute
+	DefaultRefreshTimeout = 30 * time.Second
 )
 
 // Config configures a Cache. Its zero value is a working cache.
@@ -49,24 +51,33 @@ type Config struct {
 	// windows given by the response's stale-if-error also apply. If
 	// zero, DefaultStaleOnOutage (1 min); negative turns it off.
 	StaleOnOutage time.Duration
+	// RefreshTimeout bounds a background refresh (stale-while-revalidate):
+	// past it the refresh is abandoned and the entry stays as it was. If
+	// zero, DefaultRefreshTimeout (30 s).
+	RefreshTimeout time.Duration
 	// Unavailable, if set, reports whether no worker can answer now (the
 	// app is restarting, or the queue is full); the cache then serves a
 	// stale entry it may use without asking. If nil, the cache learns it
 	// only from a 502, 503 or 504.
 	Unavailable func() bool
 	// Log receives, at debug level, why a response the app meant to be
-	// cached (it had freshness) was not stored. If nil, nothing is logged.
+	// cached (it had freshness) was not stored, and why a background
+	// refresh failed. If nil, nothing is logged.
 	Log *slog.Logger
 }
 
 // Stats are a Cache's counts since it was made.
 type Stats struct {
-	Hits    uint64 // answered from a fresh entry (304s included)
-	Misses  uint64 // went to the app (revalidations included)
-	Stale   uint64 // answered from a stale entry
-	Bypass  uint64 // not for the cache: unsafe methods, bodies, upgrades, …
-	Entries int64  // entries stored now
-	Bytes   int64  // bytes they take now
+	Hits   uint64 // answered from a fresh entry (304s included)
+	Misses uint64 // went to the app (revalidations included)
+	Stale  uint64 // answered from a stale entry
+	Bypass uint64 // not for the cache: unsafe methods, bodies, upgrades, …
+	// Refreshes counts the requests the cache itself sent to the app to
+	// refresh a stale entry in the background (stale-while-revalidate);
+	// they are not in Misses.
+	Refreshes uint64
+	Entries   int64 // entries stored now
+	Bytes     int64 // bytes they take now
 }
 
 // Cache is a shared HTTP response cache (RFC 9111), one link of the
@@ -76,7 +87,15 @@ type Cache struct {
 	st  *store
 	log *slog.Logger
 
-	hits, misses, stale, bypass atomic.Uint64
+	hits, misses, stale, bypass, refreshes atomic.Uint64
+
+	// Background refreshes: each runs on its own goroutine, counted in
+	// bg; Close cancels bgCtx and waits for them.
+	bgCtx  context.Context
+	bgStop context.CancelFunc
+	bgMu   sync.Mutex // protects bgDone and the bg.Add that follows its check
+	bgDone bool       // Close was called: no new refreshes
+	bg     sync.WaitGroup
 
 	bufs sync.Pool // of *outBuf, for answers from entries
 	tags sync.Pool // of *tagger, for bypassed requests
@@ -102,6 +121,9 @@ func New(cfg Config) (*Cache, error) {
 	if cfg.StaleOnOutage < 0 {
 		cfg.StaleOnOutage = 0
 	}
+	if cfg.RefreshTimeout == 0 {
+		cfg.RefreshTimeout = DefaultRefreshTimeout
+	}
 	switch {
 	case cfg.MaxBytes < 0:
 		return nil, fmt.Errorf("cache: size %d is negative", cfg.MaxBytes)
@@ -111,6 +133,8 @@ func New(cfg Config) (*Cache, error) {
 		return nil, fmt.Errorf("cache: largest entry (%d bytes) exceeds the cache size (%d bytes)", cfg.MaxEntry, cfg.MaxBytes)
 	case cfg.CoalesceWait < 0:
 		return nil, errors.New("cache: coalescing wait is negative")
+	case cfg.RefreshTimeout < 0:
+		return nil, errors.New("cache: refresh timeout is negative")
 	}
 	for _, n := range cfg.VaryCookies {
 		if !validCookieName(n) {
@@ -125,6 +149,7 @@ func New(cfg Config) (*Cache, error) {
 	}
 	c.bufs.New = func() any { return &outBuf{fields: make(h1.Fields, 0, 16)} }
 	c.tags.New = func() any { return new(tagger) }
+	c.bgCtx, c.bgStop = context.WithCancel(context.Background())
 	return c, nil
 }
 
@@ -150,6 +175,8 @@ func (c *Cache) Stats() Stats {
 		Bypass:  c.bypass.Load(),
 		Entries: c.st.nEntries.Load(),
 		Bytes:   c.st.nBytes.Load(),
+
+		Refreshes: c.refreshes.Load(),
 	}
 }
 
@@ -214,14 +241,26 @@ func (c *Cache) serve(next balancer.Handler, x *balancer.Exchange) {
 		}
 		stale := age - e.lifetime
 		if !e.revalidate && stale < e.swr {
-			// stale-while-revalidate (RFC 5861 §3): one GET
-			// refreshes, the others get the stale entry meanwhile.
-			if get && e.refreshing.CompareAndSwap(false, true) {
-				c.fetch(next, x, &h, key, e, nil)
-				return
+			// stale-while-revalidate (RFC 5861 §3): the stale entry
+			// answers at once, and the first request to find it
+			// starts one refresh in the background.
+			cs := csHit
+			if e.refreshing.CompareAndSwap(false, true) {
+				switch c.refresh(next, x, &h, key, variant, e) {
+				case refreshStarted:
+					cs = csStale
+				case refreshHere:
+					if get {
+						c.fetch(next, x, &h, key, e, nil)
+						return
+					}
+					e.refreshing.Store(false)
+				default:
+					e.refreshing.Store(false)
+				}
 			}
 			c.stale.Add(1)
-			c.answerStale(x.W, e, &h, age, !get, 0)
+			c.write(x.W, e, &h, age, !get, cs, 0, true)
 			return
 		}
 		if c.cfg.Unavailable != nil && c.staleOK(e, stale, 503) && c.cfg.Unavailable() {
@@ -324,8 +363,15 @@ func (c *Cache) wait(x *balancer.Exchange, f *flight) bool {
 // stored.
 func (c *Cache) fetch(next balancer.Handler, x *balancer.Exchange, h *head, key []byte, old *entry, f *flight) bool {
 	c.misses.Add(1)
+	return c.send(next, x, c.newRecorder(x, h, string(key), old), f)
+}
+
+// newRecorder returns the recorder for x, which is about to go to the app,
+// and adds old's validators to x's request unless the client sent its
+// own conditions.
+func (c *Cache) newRecorder(x *balancer.Exchange, h *head, key string, old *entry) *recorder {
 	r := &recorder{c: c, w: x.W, h: *h, old: old, get: string(x.Req.Method) == "GET"}
-	r.key = string(key)
+	r.key = key
 	// The fields as the client sent them: the Vary values are read from
 	// this copy when the response comes (later links may add fields).
 	r.reqHeader = append(h1.Fields(nil), x.Req.Header...)
@@ -340,16 +386,22 @@ func (c *Cache) fetch(next balancer.Handler, x *balancer.Exchange, h *head, key 
 			r.revalidating = true
 		}
 	}
+	return r
+}
+
+// send sends x on to the app through r, and stores what r recorded. f is
+// the flight x leads, if any. It reports whether a response was stored.
+func (c *Cache) send(next balancer.Handler, x *balancer.Exchange, r *recorder, f *flight) bool {
 	r.reqTime = time.Now()
 	x.W = r
-	defer func() { x.W = r.w }()
 	next.ServeExchange(x)
+	x.W = r.w
 	stored := r.finish()
 	if f != nil {
 		f.errStatus = r.errStatus
 	}
-	if old != nil && !stored {
-		old.refreshing.Store(false)
+	if r.old != nil && !stored {
+		r.old.refreshing.Store(false)
 	}
 	return stored
 }
@@ -510,6 +562,8 @@ type recorder struct {
 
 	old          *entry // being revalidated or refreshed
 	revalidating bool   // validators of old were added to the request
+	background   bool   // a background refresh: no client, nothing to answer
+	status       int    // the final status the app sent
 
 	final   bool // the final head went through
 	swallow bool // the client got something else (a stale or revalidated entry)
@@ -538,6 +592,7 @@ func (r *recorder) WriteHead(resp *h1.Response) error {
 		return r.w.WriteHead(resp)
 	}
 	r.final = true
+	r.status = resp.Status
 	now := time.Now()
 	c := r.c
 	if r.old != nil && errorStatus(resp.Status) {
@@ -545,6 +600,9 @@ func (r *recorder) WriteHead(resp *h1.Response) error {
 		if c.staleOK(r.old, age-r.old.lifetime, resp.Status) {
 			r.swallow = true
 			r.errStatus = resp.Status
+			if r.background {
+				return nil // the stale entry stays for the clients
+			}
 			c.stale.Add(1)
 			return c.answerStale(r.w, r.old, &r.h, age, !r.get, resp.Status)
 		}
@@ -640,14 +698,7 @@ func (r *recorder) revalidated(resp *h1.Response, now time.Time) error {
 }
 
 // sameVary returns the Vary names the old entry was stored under.
-func (r *recorder) sameVary(old *entry) []string {
-	r.c.st.mu.RLock()
-	defer r.c.st.mu.RUnlock()
-	if n := r.c.st.m[old.primary]; n != nil {
-		return n.vary
-	}
-	return varyNames(old.header)
-}
+func (r *recorder) sameVary(old *entry) []string { return r.c.st.varyOf(old) }
 
 func (r *recorder) Write(p []byte) (int, error) {
 	if r.swallow {

@@ -518,47 +518,6 @@ func TestCoalescingBoundedWait(t *testing.T) {
 	})
 }
 
-func TestStaleWhileRevalidate(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		var gate chan struct{}
-		a := &app{respond: func(n int64, _ *balancer.Exchange) (int, []string, string) {
-			if gate != nil {
-				<-gate
-			}
-			return 200, []string{"Cache-Control", "max-age=1, stale-while-revalidate=30"}, fmt.Sprint("v", n)
-		}}
-		c := newCache(t, Config{})
-		h := c.Wrap(a)
-		do(h, "GET", "/")
-		time.Sleep(5 * time.Second)
-		gate = make(chan struct{})
-		var refresher *recW
-		done := make(chan struct{})
-		go func() { refresher = do(h, "GET", "/"); close(done) }()
-		synctest.Wait() // the refresh is in the app
-		for i := 0; i < 5; i++ {
-			w := do(h, "GET", "/")
-			if string(w.body) != "v1" || w.get("Cache-Status") != "berth; hit; ttl=-4" {
-				t.Fatalf("during refresh: %q %q", w.body, w.get("Cache-Status"))
-			}
-		}
-		close(gate)
-		<-done
-		if string(refresher.body) != "v2" {
-			t.Errorf("refresher got %q", refresher.body)
-		}
-		if n := a.calls.Load(); n != 2 {
-			t.Errorf("%d app requests, want 2 (one refresh)", n)
-		}
-		if w := do(h, "GET", "/"); string(w.body) != "v2" || w.get("Cache-Status") != "berth; hit" {
-			t.Errorf("after refresh: %q %q", w.body, w.get("Cache-Status"))
-		}
-		if s := c.Stats(); s.Stale != 5 {
-			t.Errorf("stale count %d", s.Stale)
-		}
-	})
-}
-
 func TestStaleIfError(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		down := false

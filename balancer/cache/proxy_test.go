@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"berth/balancer"
 )
@@ -66,5 +67,106 @@ func TestChunkedResponseStoredThroughProxy(t *testing.T) {
 	}
 	if n := calls.Load(); n != 1 {
 		t.Errorf("the app was asked %d times, want 1", n)
+	}
+}
+
+// TestBackgroundRefreshThroughProxy: through the real front door and
+// proxy, a stale-while-revalidate hit is answered while the app still
+// holds the refresh, and the refresh reaches the worker without the
+// client's Authorization or Cookie; its response is then stored.
+func TestBackgroundRefreshThroughProxy(t *testing.T) {
+	path := t.TempDir() + "/w1.sock"
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int32
+	refresh := make(chan http.Header, 1)
+	release := make(chan struct{})
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := calls.Add(1)
+		if n == 2 {
+			refresh <- r.Header.Clone()
+			<-release
+		}
+		if n == 1 {
+			w.Header().Set("Cache-Control", "max-age=0, stale-while-revalidate=60")
+		} else {
+			w.Header().Set("Cache-Control", "max-age=60")
+		}
+		io.WriteString(w, "v"+string(rune('0'+n)))
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+
+	pool := balancer.NewPool(balancer.PoolConfig{})
+	pool.Add(&balancer.Upstream{Name: "w1", Network: "unix", Addr: path})
+	px, err := balancer.NewProxy(balancer.ProxyConfig{Pool: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	front, err := balancer.NewServer(balancer.ServerConfig{Handler: c.Wrap(px), Listeners: []net.Listener{fl}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go front.Serve(context.Background())
+	t.Cleanup(func() { front.Close() })
+	client := &http.Client{Timeout: 10 * time.Second}
+	get := func(kv ...string) (string, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", "http://"+fl.Addr().String()+"/page", nil)
+		for i := 0; i+1 < len(kv); i += 2 {
+			req.Header.Set(kv[i], kv[i+1])
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return string(body), resp.Header.Get("Cache-Status")
+	}
+
+	get()
+	body, cs := get("Authorization", "Bearer secret", "Cookie", "sid=mine")
+	if body != "v1" || !strings.HasPrefix(cs, "berth; fwd=stale; ttl=") {
+		t.Fatalf("stale hit: %q %q", body, cs)
+	}
+	var h http.Header
+	select {
+	case h = <-refresh:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no refresh reached the worker")
+	}
+	if h.Get("Authorization") != "" || h.Get("Cookie") != "" {
+		t.Errorf("the refresh carried the client's credentials: %v", h)
+	}
+	// Until the refresh is stored, requests get the stale entry and
+	// start no other refresh.
+	if body, cs := get(); body != "v1" || !strings.HasPrefix(cs, "berth; hit; ttl=") {
+		t.Errorf("during the refresh: %q %q", body, cs)
+	}
+	close(release)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		body, cs := get()
+		if body == "v2" && cs == "berth; hit" {
+			break
+		}
+		if body != "v1" || time.Now().After(deadline) {
+			t.Fatalf("waiting for the refresh: %q %q", body, cs)
+		}
+		time.Sleep(5 * time.Millisecond) // a poll for the store, with a deadline
+	}
+	c.Close()
+	if n := calls.Load(); n != 2 {
+		t.Errorf("the app was asked %d times, want 2", n)
 	}
 }

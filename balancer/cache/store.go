@@ -143,6 +143,17 @@ func (s *store) lookup(primary []byte, fs h1.Fields, cookies []string, vbuf []by
 	return nil, variant, true
 }
 
+// varyOf returns the Vary names e's variant key was computed with: its
+// resource's, or, once e is no longer stored, its own.
+func (s *store) varyOf(e *entry) []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if n := s.m[e.primary]; n != nil {
+		return n.vary
+	}
+	return varyNames(e.header)
+}
+
 // insert stores e, whose variant key was computed with vary, replacing
 // the entry of the same key and evicting until the budget holds. An entry
 // larger than the whole budget is not stored.

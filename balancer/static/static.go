@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -70,7 +71,10 @@ type Files struct {
 	siblings map[string]siblingInfo
 	// missing remembers for SiblingTTL the names that are no file here,
 	// so that the requests for the app (most of them) cost no openat
-	// each: a file deployed later is served at most SiblingTTL late.
+	// each: a file deployed later is served at most SiblingTTL late. A
+	// key ending in '/' is a first path segment that is no directory
+	// here ("api/"): every name under it is missing, however many the
+	// app's routes make.
 	missing map[string]time.Time
 	// contents holds small files' bytes for SiblingTTL, so that serving
 	// one costs no open, stat, read or close, and leaves in the same
@@ -419,21 +423,34 @@ func (f *Files) open(name string) (*os.File, fs.FileInfo, bool) {
 	return file, st, true
 }
 
-// knownMissing reports whether name was found to be no file less than
-// SiblingTTL ago.
+// knownMissing reports whether name, or the directory of its first
+// segment, was found to be missing less than SiblingTTL ago.
 func (f *Files) knownMissing(name string) bool {
 	if f.cfg.SiblingTTL < 0 {
 		return false
 	}
 	f.mu.RLock()
 	at, ok := f.missing[name]
+	if !ok {
+		if i := strings.IndexByte(name, '/'); i > 0 {
+			at, ok = f.missing[name[:i+1]]
+		}
+	}
 	f.mu.RUnlock()
 	return ok && time.Since(at) < f.cfg.SiblingTTL
 }
 
+// rememberMissing remembers that name is no file; when its first segment
+// is no directory either, it remembers that instead (one entry for all of
+// an app route's names, such as /api/users/1 … /api/users/99999).
 func (f *Files) rememberMissing(name string) {
 	if f.cfg.SiblingTTL < 0 {
 		return
+	}
+	if i := strings.IndexByte(name, '/'); i > 0 {
+		if _, err := f.root.Stat(name[:i]); errors.Is(err, fs.ErrNotExist) {
+			name = name[:i+1]
+		}
 	}
 	now := time.Now()
 	f.mu.Lock()

@@ -489,6 +489,39 @@ func TestMissingCache(t *testing.T) {
 	}
 }
 
+// TestMissingDirectory: when a missing name's first segment is no
+// directory either (an app route such as /api/…), one entry stands for
+// every name under it, so 10,000 distinct URLs cost one openat, not
+// 10,000 and a full map; under a directory that exists, names are
+// remembered one by one; a directory made later shows after SiblingTTL.
+func TestMissingDirectory(t *testing.T) {
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "assets"), 0o755)
+	var toApp int
+	next := balancer.HandlerFunc(func(*balancer.Exchange) { toApp++ })
+	f, err := New(Config{Dir: dir, Next: next, SiblingTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for i := range 10000 {
+		f.ServeExchange(&balancer.Exchange{Req: &h1.Request{Method: []byte("GET"), Target: []byte(fmt.Sprintf("/api/users/%d", i))}})
+	}
+	if toApp != 10000 || len(f.missing) != 1 || !f.knownMissing("api/other") {
+		t.Errorf("%d to the app, %d names remembered (%v); want 10000 and one entry for api/", toApp, len(f.missing), f.missing)
+	}
+	f.rememberMissing("assets/a.css")
+	if f.knownMissing("assets/b.css") || !f.knownMissing("assets/a.css") {
+		t.Error("a name under an existing directory stands for its siblings")
+	}
+	os.MkdirAll(filepath.Join(dir, "api", "users"), 0o755)
+	os.WriteFile(filepath.Join(dir, "api", "users", "7"), []byte("seven"), 0o644)
+	f.missing["api/"] = time.Now().Add(-2 * time.Hour) // the TTL passed
+	if f.knownMissing("api/users/7") {
+		t.Error("a directory made later is still taken as missing after the TTL")
+	}
+}
+
 // TestContentCache: a small file is read once and served from memory for
 // SiblingTTL (a change shows at most that late); a large one is not kept.
 func TestContentCache(t *testing.T) {

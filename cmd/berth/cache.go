@@ -37,13 +37,16 @@ func newCache(cfg *serveConfig, pool *balancer.Pool, log *slog.Logger) (*cache.C
 
 // cacheStatus is the cache's part of `berth status`.
 type cacheStatus struct {
-	Hits    uint64 `json:"hits"`
-	Misses  uint64 `json:"misses"`
-	Stale   uint64 `json:"stale"`
-	Bypass  uint64 `json:"bypass"`
-	Entries int64  `json:"entries"`
-	Bytes   int64  `json:"bytes"`
-	MaxSize int64  `json:"max_bytes"`
+	Hits   uint64 `json:"hits"`
+	Misses uint64 `json:"misses"`
+	Stale  uint64 `json:"stale"`
+	Bypass uint64 `json:"bypass"`
+	// Refreshes are the cache's own background requests
+	// (stale-while-revalidate), not counted in Misses.
+	Refreshes uint64 `json:"refreshes"`
+	Entries   int64  `json:"entries"`
+	Bytes     int64  `json:"bytes"`
+	MaxSize   int64  `json:"max_bytes"`
 }
 
 func statusOfCache(c *cache.Cache, maxBytes int64) *cacheStatus {
@@ -51,7 +54,7 @@ func statusOfCache(c *cache.Cache, maxBytes int64) *cacheStatus {
 		return nil
 	}
 	s := c.Stats()
-	return &cacheStatus{Hits: s.Hits, Misses: s.Misses, Stale: s.Stale, Bypass: s.Bypass, Entries: s.Entries, Bytes: s.Bytes, MaxSize: maxBytes}
+	return &cacheStatus{Hits: s.Hits, Misses: s.Misses, Stale: s.Stale, Bypass: s.Bypass, Refreshes: s.Refreshes, Entries: s.Entries, Bytes: s.Bytes, MaxSize: maxBytes}
 }
 
 // String is the status line of the cache.
@@ -60,8 +63,8 @@ func (s *cacheStatus) String() string {
 	if n := s.Hits + s.Misses + s.Stale; n > 0 {
 		rate = fmt.Sprintf(" (%.1f%% answered from the cache)", 100*float64(s.Hits+s.Stale)/float64(n))
 	}
-	return fmt.Sprintf("cache: %d entries, %.1f of %.0f MiB; %d hits, %d misses, %d stale, %d bypassed%s",
-		s.Entries, float64(s.Bytes)/(1<<20), float64(s.MaxSize)/(1<<20), s.Hits, s.Misses, s.Stale, s.Bypass, rate)
+	return fmt.Sprintf("cache: %d entries, %.1f of %.0f MiB; %d hits, %d misses, %d stale, %d bypassed, %d refreshed in the background%s",
+		s.Entries, float64(s.Bytes)/(1<<20), float64(s.MaxSize)/(1<<20), s.Hits, s.Misses, s.Stale, s.Bypass, s.Refreshes, rate)
 }
 
 // handlePurge is the admin API's POST /cache/purge?host=H&prefix=P.

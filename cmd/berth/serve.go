@@ -305,6 +305,8 @@ func (d *daemon) handlerChain(cfg *serveConfig, pool *balancer.Pool, rundir stri
 	}
 	if d.cache != nil {
 		chain = d.cache.Wrap(chain)
+		// Normally closed in run, once no request can start a refresh.
+		d.cleanups = append(d.cleanups, func() { d.cache.Close() })
 	}
 	if chain, err = staticLink(cfg, chain, log, &d.cleanups); err != nil {
 		return nil, err
@@ -593,6 +595,9 @@ loop:
 		log.Warn("requests still running at the shutdown deadline; closing them", "err", err)
 	}
 	d.front.Close()
+	if d.cache != nil {
+		d.cache.Close() // its background refreshes end before the workers
+	}
 	d.stopWorkers()
 	<-d.supDone
 	stopWatchdog()

@@ -4,6 +4,8 @@
 //   GET /          12-byte body ("hello world\n")
 //   GET /4k        4096-byte body
 //   GET /cached    the 12-byte body with Cache-Control: public, max-age=60
+//   GET /cached/N  the same with max-age=3600, one cacheable URL per N (the
+//                  10,000-entry scenario)
 //   GET /download  50 MiB streamed in 64 KiB writes (chunked, honours backpressure)
 //   anything else  404 (public/ holds the static-file scenario's file: a
 //                  front end that serves static files answers it without the app)
@@ -61,6 +63,15 @@ function handle(req, res) {
       download(res);
       return;
     default:
+      if (req.url.startsWith('/cached/')) {
+        res.writeHead(200, {
+          'Content-Type': 'text/plain',
+          'Content-Length': hello.length,
+          'Cache-Control': 'public, max-age=3600',
+        });
+        res.end(hello);
+        return;
+      }
       res.writeHead(404, { 'Content-Type': 'text/plain', 'Content-Length': 10 });
       res.end('not found\n');
   }
