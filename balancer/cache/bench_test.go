@@ -183,3 +183,32 @@ func BenchmarkBypass(b *testing.B) {
 	}
 	reportCPU(b, start)
 }
+
+// BenchmarkUncacheable is a GET whose responses carry no freshness (the
+// common dynamic page): each one goes to the app, past the key's
+// hit-for-miss marker, through a recorder that stores nothing.
+func BenchmarkUncacheable(b *testing.B) {
+	c, _ := New(Config{})
+	base := fields("Content-Type", "text/plain; charset=utf-8", "Date", time.Now().UTC().Format(http.TimeFormat))
+	buf := make(h1.Fields, 0, 16)
+	body := []byte("Hello World!")
+	var resp h1.Response
+	h := c.Wrap(balancer.HandlerFunc(func(x *balancer.Exchange) {
+		resp = h1.Response{Minor: 1, Status: 200, ContentLength: 12, Header: append(buf[:0], base...)}
+		x.W.WriteHead(&resp)
+		x.W.Write(body)
+	}))
+	req := benchReq("/")
+	w := &nullW{}
+	x := &balancer.Exchange{Req: req, W: w}
+	b.ReportAllocs()
+	start := cpuTime()
+	for b.Loop() {
+		x.W = w
+		h.ServeExchange(x)
+	}
+	reportCPU(b, start)
+	if s := c.Stats(); s.Misses == 0 || s.Hits != 0 {
+		b.Fatalf("stats %+v: want misses only", s)
+	}
+}

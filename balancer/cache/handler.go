@@ -287,8 +287,8 @@ func (c *Cache) serve(next balancer.Handler, x *balancer.Exchange) {
 // was not stored, each waiter asks the app for its own.
 func (c *Cache) coalesce(next balancer.Handler, x *balancer.Exchange, h *head, key, variant []byte, old *entry) {
 	for round := 0; round < 2; round++ {
-		fkey := string(key) + "\xff" + string(variant)
-		f, leader := c.st.join(fkey, time.Now())
+		var fb [512]byte
+		f, fkey, leader := c.st.join(flightKey(fb[:0], key, variant), time.Now())
 		if f == nil {
 			break // not storable lately: no queueing behind others
 		}
@@ -338,6 +338,11 @@ func (c *Cache) coalesce(next balancer.Handler, x *balancer.Exchange, h *head, k
 	c.fetch(next, x, h, key, old, nil)
 }
 
+// flightKey appends the key of a flight for the variant of key to b.
+func flightKey(b, key, variant []byte) []byte {
+	return append(append(append(b, key...), 0xff), variant...)
+}
+
 // wait waits for f to land, the request to end, or CoalesceWait.
 func (c *Cache) wait(x *balancer.Exchange, f *flight) bool {
 	var done <-chan struct{}
@@ -363,18 +368,26 @@ func (c *Cache) wait(x *balancer.Exchange, f *flight) bool {
 // stored.
 func (c *Cache) fetch(next balancer.Handler, x *balancer.Exchange, h *head, key []byte, old *entry, f *flight) bool {
 	c.misses.Add(1)
-	return c.send(next, x, c.newRecorder(x, h, string(key), old), f)
+	r := c.newRecorder(x, h, key, old)
+	stored := c.send(next, x, r, f)
+	r.release()
+	return stored
 }
+
+// recorders holds recorders for reuse: a miss costs no allocation unless
+// its response is stored.
+var recorders = sync.Pool{New: func() any { return new(recorder) }}
 
 // newRecorder returns the recorder for x, which is about to go to the app,
 // and adds old's validators to x's request unless the client sent its
 // own conditions.
-func (c *Cache) newRecorder(x *balancer.Exchange, h *head, key string, old *entry) *recorder {
-	r := &recorder{c: c, w: x.W, h: *h, old: old, get: string(x.Req.Method) == "GET"}
-	r.key = key
+func (c *Cache) newRecorder(x *balancer.Exchange, h *head, key []byte, old *entry) *recorder {
+	r := recorders.Get().(*recorder)
+	*r = recorder{c: c, w: x.W, h: *h, old: old, get: string(x.Req.Method) == "GET",
+		key: append(r.key[:0], key...), reqHeader: r.reqHeader[:0]}
 	// The fields as the client sent them: the Vary values are read from
 	// this copy when the response comes (later links may add fields).
-	r.reqHeader = append(h1.Fields(nil), x.Req.Header...)
+	r.reqHeader = append(r.reqHeader, x.Req.Header...)
 	if old != nil && r.get && !h.condition {
 		// Revalidate (§4.3.1) with the stored validators.
 		if old.etag != nil {
@@ -555,7 +568,7 @@ type recorder struct {
 	c         *Cache
 	w         balancer.ResponseWriter
 	h         head
-	key       string
+	key       []byte
 	reqHeader h1.Fields
 	reqTime   time.Time
 	get       bool
@@ -619,10 +632,10 @@ func (r *recorder) WriteHead(resp *h1.Response) error {
 	}
 	r.cl = cl
 	if !d.store && r.get && d.reason != "no explicit freshness" && d.reason != "status" {
-		_, path := splitKey(r.key)
+		_, path := splitKey(string(r.key))
 		c.log.Debug("response not stored", "path", path, "status", resp.Status, "reason", d.reason)
 	} else if d.store && cl > c.cfg.MaxEntry {
-		_, path := splitKey(r.key)
+		_, path := splitKey(string(r.key))
 		c.log.Debug("response not stored", "path", path, "status", resp.Status, "reason", "larger than the largest entry", "bytes", cl)
 	}
 	if d.store && cl <= c.cfg.MaxEntry {
@@ -630,7 +643,7 @@ func (r *recorder) WriteHead(resp *h1.Response) error {
 		variant, ok := appendVariant(nil, r.reqHeader, c.cfg.VaryCookies, vary)
 		if ok {
 			r.rec, r.vary = true, vary
-			r.e = newEntry(r.key, string(variant), resp.Status, resp.Header, d, now)
+			r.e = newEntry(string(r.key), string(variant), resp.Status, resp.Header, d, now)
 			if cl > 0 {
 				r.body = make([]byte, 0, cl)
 			}
@@ -645,8 +658,27 @@ func (r *recorder) WriteHead(resp *h1.Response) error {
 	case r.rec && cl >= 0:
 		cs = csMissStored
 	}
-	resp.Header.Add(c.nameCacheStatus, []byte(cs))
+	resp.Header.Add(c.nameCacheStatus, csValues[cs])
 	return r.w.WriteHead(resp)
+}
+
+// csValues are the Cache-Status values a recorder adds, made once: a
+// field value taken from a string would be a copy per response. Nothing
+// writes to a field value after the head is written.
+var csValues = func() map[string][]byte {
+	m := map[string][]byte{}
+	for _, cs := range []string{csMiss, csMissStored, csStale, csStaleStored} {
+		m[cs] = []byte(cs)
+	}
+	return m
+}()
+
+// release gives r back for reuse once its exchange is over; it keeps its
+// buffers, not what they referred to.
+func (r *recorder) release() {
+	clear(r.reqHeader)
+	*r = recorder{key: r.key[:0], reqHeader: r.reqHeader[:0]}
+	recorders.Put(r)
 }
 
 // revalidated answers from old after the app said 304 (§4.3.3), storing

@@ -45,8 +45,7 @@ func (c *Cache) refresh(next balancer.Handler, x *balancer.Exchange, h *head, ke
 	}
 	c.bg.Add(1)
 	c.bgMu.Unlock()
-	fkey := string(key) + "\xff" + string(variant)
-	f, leader := c.st.join(fkey, time.Now())
+	f, fkey, leader := c.st.join(flightKey(nil, key, variant), time.Now())
 	if f != nil && !leader {
 		c.bg.Done()
 		return refreshNone
@@ -70,7 +69,7 @@ func (c *Cache) runRefresh(next balancer.Handler, req *h1.Request, tls bool, key
 	var r *recorder
 	stored := false
 	balancer.Do(ctx, balancer.HandlerFunc(func(x *balancer.Exchange) {
-		r = c.newRecorder(x, &h, key, e)
+		r = c.newRecorder(x, &h, []byte(key), e)
 		r.background = true
 		stored = c.send(next, x, r, f)
 	}), &balancer.Exchange{Req: req, W: discard{}, TLS: tls})

@@ -309,21 +309,22 @@ type flight struct {
 // join returns the flight for key and whether the caller leads it (and
 // must call land); a nil flight means the key's responses were not
 // storable lately: fetch without coalescing.
-func (s *store) join(key string, now time.Time) (*flight, bool) {
+func (s *store) join(key []byte, now time.Time) (f *flight, fkey string, leader bool) {
 	s.fmu.Lock()
 	defer s.fmu.Unlock()
-	if until, ok := s.passes[key]; ok {
+	if until, ok := s.passes[string(key)]; ok {
 		if now.Before(until) {
-			return nil, false
+			return nil, "", false
 		}
-		delete(s.passes, key)
+		delete(s.passes, string(key))
 	}
-	if f := s.flights[key]; f != nil {
-		return f, false
+	if f := s.flights[string(key)]; f != nil {
+		return f, "", false
 	}
-	f := &flight{done: make(chan struct{})}
-	s.flights[key] = f
-	return f, true
+	f = &flight{done: make(chan struct{})}
+	fkey = string(key)
+	s.flights[fkey] = f
+	return f, fkey, true
 }
 
 // land ends a flight: its waiters look the store up again.
