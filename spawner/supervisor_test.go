@@ -220,6 +220,7 @@ func TestSupervisorCrashLoopBacksOff(t *testing.T) {
 		for b.nAttempts() < 5 {
 			time.Sleep(10 * time.Millisecond)
 		}
+		synctest.Wait() // the fifth failure is told (OnStartFailed) and the slot waits
 		if st := s.Status(); st.Failing != "boom" || st.Ready != 0 {
 			t.Errorf("status %+v, want failing boom", st)
 		}
@@ -240,6 +241,7 @@ func TestSupervisorCrashLoopBacksOff(t *testing.T) {
 		if e := ev.next(t); !strings.HasPrefix(e, "ready w1") {
 			t.Fatalf("got %q", e)
 		}
+		synctest.Wait() // the slot is done with its start: it serves and waits
 		if st := s.Status(); st.Failing != "" {
 			t.Errorf("still failing after a start: %+v", st)
 		}
@@ -374,6 +376,7 @@ func TestSupervisorScale(t *testing.T) {
 			<-b.started
 			ev.next(t)
 		}
+		synctest.Wait() // both new slots are done starting
 		if st := s.Status(); st.Wanted != 3 || st.Ready != 3 {
 			t.Fatalf("after scaling to 3: %+v", st)
 		}
