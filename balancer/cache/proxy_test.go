@@ -17,45 +17,22 @@ import (
 // streams without Content-Length is stored once the real proxy has seen
 // its last chunk, and the next request is a hit the app never sees.
 func TestChunkedResponseStoredThroughProxy(t *testing.T) {
-	path := t.TempDir() + "/w1.sock"
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var calls atomic.Int32
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
 		w.Header().Set("Cache-Control", "public, max-age=60")
 		io.WriteString(w, "part one, ")
 		w.(http.Flusher).Flush() // no Content-Length: chunked
 		io.WriteString(w, "part two")
-	})}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-
-	pool := balancer.NewPool(balancer.PoolConfig{})
-	pool.Add(&balancer.Upstream{Name: "w1", Network: "unix", Addr: path})
-	px, err := balancer.NewProxy(balancer.ProxyConfig{Pool: pool})
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	c, err := New(Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	fl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	front, err := balancer.NewServer(balancer.ServerConfig{Handler: c.Wrap(px), Listeners: []net.Listener{fl}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go front.Serve(context.Background())
-	t.Cleanup(func() { front.Close() })
+	addr := throughProxy(t, c, app)
 
 	for i, want := range []string{"fwd=miss", "hit"} {
-		resp, err := http.Get("http://" + fl.Addr().String() + "/stream")
+		resp, err := http.Get("http://" + addr + "/stream")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -75,15 +52,10 @@ func TestChunkedResponseStoredThroughProxy(t *testing.T) {
 // holds the refresh, and the refresh reaches the worker without the
 // client's Authorization or Cookie; its response is then stored.
 func TestBackgroundRefreshThroughProxy(t *testing.T) {
-	path := t.TempDir() + "/w1.sock"
-	l, err := net.Listen("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var calls atomic.Int32
 	refresh := make(chan http.Header, 1)
 	release := make(chan struct{})
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := calls.Add(1)
 		if n == 2 {
 			refresh <- r.Header.Clone()
@@ -95,34 +67,16 @@ func TestBackgroundRefreshThroughProxy(t *testing.T) {
 			w.Header().Set("Cache-Control", "max-age=60")
 		}
 		io.WriteString(w, "v"+string(rune('0'+n)))
-	})}
-	go srv.Serve(l)
-	t.Cleanup(func() { srv.Close() })
-
-	pool := balancer.NewPool(balancer.PoolConfig{})
-	pool.Add(&balancer.Upstream{Name: "w1", Network: "unix", Addr: path})
-	px, err := balancer.NewProxy(balancer.ProxyConfig{Pool: pool})
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	c, err := New(Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	fl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	front, err := balancer.NewServer(balancer.ServerConfig{Handler: c.Wrap(px), Listeners: []net.Listener{fl}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go front.Serve(context.Background())
-	t.Cleanup(func() { front.Close() })
+	addr := throughProxy(t, c, app)
 	client := &http.Client{Timeout: 10 * time.Second}
 	get := func(kv ...string) (string, string) {
 		t.Helper()
-		req, _ := http.NewRequest("GET", "http://"+fl.Addr().String()+"/page", nil)
+		req, _ := http.NewRequest("GET", "http://"+addr+"/page", nil)
 		for i := 0; i+1 < len(kv); i += 2 {
 			req.Header.Set(kv[i], kv[i+1])
 		}
@@ -169,4 +123,36 @@ func TestBackgroundRefreshThroughProxy(t *testing.T) {
 	if n := calls.Load(); n != 2 {
 		t.Errorf("the app was asked %d times, want 2", n)
 	}
+}
+
+// throughProxy puts c in front of the real proxy and front door, with app
+// as the one worker on a Unix socket, and returns the front door's
+// address.
+func throughProxy(t *testing.T, c *Cache, app http.Handler) string {
+	t.Helper()
+	path := t.TempDir() + "/w1.sock"
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: app}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	pool := balancer.NewPool(balancer.PoolConfig{})
+	pool.Add(&balancer.Upstream{Name: "w1", Network: "unix", Addr: path})
+	px, err := balancer.NewProxy(balancer.ProxyConfig{Pool: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	front, err := balancer.NewServer(balancer.ServerConfig{Handler: c.Wrap(px), Listeners: []net.Listener{fl}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go front.Serve(context.Background())
+	t.Cleanup(func() { front.Close() })
+	return fl.Addr().String()
 }
