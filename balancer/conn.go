@@ -31,10 +31,14 @@ var aLongTimeAgo = time.Unix(1, 0)
 // conn is one client connection: one goroutine reads a request, hands it
 // down the chain, finishes the response, and loops while keep-alive holds.
 type conn struct {
-	s     *Server
-	c     net.Conn
-	rw    io.ReadWriter // c, or its sockio.Conn: what requests and responses go through
-	state atomic.Int32
+	s  *Server
+	c  net.Conn
+	rw io.ReadWriter // c, or its sockio.Conn: what requests and responses go through
+	// keepWriter: the write buffer is given back when a read for the
+	// next request is about to wait (sockio tells), not after every
+	// exchange.
+	keepWriter bool
+	state      atomic.Int32
 
 	cr  connReader
 	rd  *h1.Reader
@@ -64,7 +68,8 @@ var bufWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<
 func newConn(s *Server, c net.Conn, tls bool) *conn {
 	cn := &conn{s: s, c: c, rw: c, tls: tls}
 	if sc := sockio.New(c); sc != nil {
-		cn.rw = sc
+		sc.BeforeWait = cn.waiting
+		cn.rw, cn.keepWriter = sc, true
 	}
 	cn.cr.cn = cn
 	cn.rd = h1.NewReader(&cn.cr, s.cfg.Limits)
@@ -121,8 +126,12 @@ func (cn *conn) serve() {
 		if cn.s.shutting.Load() {
 			return
 		}
-		// An idle keep-alive connection holds no write buffer.
-		cn.releaseWriter()
+		// An idle keep-alive connection holds no write buffer: it is
+		// given back now, or, on a busy connection whose next request
+		// may already be here, when the read for it would wait.
+		if !cn.keepWriter {
+			cn.releaseWriter()
+		}
 		cn.state.Store(stateIdle)
 		cn.s.wentIdle()
 	}
@@ -134,6 +143,15 @@ func (cn *conn) acquireWriter() {
 	if cn.bw == nil {
 		cn.bw = bufWriters.Get().(*bufio.Writer)
 		cn.bw.Reset(cn.rw)
+	}
+}
+
+// waiting is told by the connection's sockio.Conn that a read is about
+// to wait: if that read is for the next request, the write buffer, which
+// the last response left empty, goes back to the pool.
+func (cn *conn) waiting() {
+	if !cn.cr.started {
+		cn.releaseWriter()
 	}
 }
 
@@ -320,9 +338,9 @@ var (
 // path): a client that stops reading is dropped after between half and
 // all of BodyTimeout.
 func (cn *conn) armWrite() {
-	now := time.Now()
-	if cn.wdl.Sub(now) < cn.s.cfg.BodyTimeout/2 {
-		cn.wdl = now.Add(cn.s.cfg.BodyTimeout)
+	// time.Until reads only the monotonic clock; time.Now reads both.
+	if time.Until(cn.wdl) < cn.s.cfg.BodyTimeout/2 {
+		cn.wdl = time.Now().Add(cn.s.cfg.BodyTimeout)
 		cn.c.SetWriteDeadline(cn.wdl)
 	}
 }
@@ -363,11 +381,11 @@ func (r *connReader) idleSlack() time.Duration {
 }
 
 func (r *connReader) armIdle() {
-	want := time.Now().Add(r.cn.s.cfg.IdleTimeout)
-	if r.armed == armedIdle && want.Sub(r.rdl) < r.idleSlack() {
+	idle := r.cn.s.cfg.IdleTimeout
+	if r.armed == armedIdle && time.Until(r.rdl) > idle-r.idleSlack() {
 		return
 	}
-	r.arm(armedIdle, want)
+	r.arm(armedIdle, time.Now().Add(idle))
 }
 
 func (r *connReader) arm(a armed, t time.Time) {
@@ -384,9 +402,8 @@ func (r *connReader) begin() {
 func (r *connReader) Read(p []byte) (int, error) {
 	switch {
 	case r.body:
-		now := time.Now()
-		if r.armed != armedBody || r.rdl.Sub(now) < r.cn.s.cfg.BodyTimeout/2 {
-			r.arm(armedBody, now.Add(r.cn.s.cfg.BodyTimeout))
+		if r.armed != armedBody || time.Until(r.rdl) < r.cn.s.cfg.BodyTimeout/2 {
+			r.arm(armedBody, time.Now().Add(r.cn.s.cfg.BodyTimeout))
 		}
 	case r.started && r.armed != armedHead:
 		// The head did not come whole with its first bytes: the rest

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -240,4 +241,57 @@ func TestIdleTimeout(t *testing.T) {
 	if waited < idle-idle/8-20*time.Millisecond || waited > idle+3*time.Second {
 		t.Fatalf("idle connection closed after %s, want about %s", waited, idle)
 	}
+}
+
+// TestIdleConnectionsHoldNoWriteBuffer: a keep-alive connection waiting
+// for its next request has given its 16 KiB write buffer back (a busy one
+// keeps it from one request to the next).
+func TestIdleConnectionsHoldNoWriteBuffer(t *testing.T) {
+	h := HandlerFunc(func(x *Exchange) { writeText(x.W, 200, "ok", nil) })
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := NewServer(ServerConfig{Handler: h, Listeners: []net.Listener{l}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(t.Context())
+	t.Cleanup(func() { srv.Close() })
+
+	heap := func() int64 {
+		runtime.GC()
+		runtime.GC() // a second cycle empties the pools
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return int64(ms.HeapAlloc)
+	}
+	before := heap()
+	const n = 200
+	buf := make([]byte, 4096)
+	for i := 0; i < n; i++ {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		if _, err := c.Read(buf); err != nil { // the whole short answer comes in one read
+			t.Fatal(err)
+		}
+	}
+	waitConns(t, srv, stateIdle, n)
+	var per int64
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		per = (heap() - before) / n
+		if per < 10<<10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d idle keep-alive connections hold %d bytes each: their write buffers were not given back", n, per)
+		}
+		time.Sleep(10 * time.Millisecond) // a poll for the release, with a deadline
+	}
+	t.Logf("%d bytes per idle connection", per)
 }

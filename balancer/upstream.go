@@ -128,13 +128,12 @@ func (e *errReader) Read(p []byte) (int, error) {
 
 // getConn returns an idle connection to u, or dials a new one.
 func (u *Upstream) getConn(ctx context.Context) (*upConn, error) {
-	now := time.Now()
 	u.mu.Lock()
 	for len(u.idle) > 0 {
 		uc := u.idle[len(u.idle)-1]
 		u.idle[len(u.idle)-1] = nil
 		u.idle = u.idle[:len(u.idle)-1]
-		if now.Sub(uc.used) < upIdleTimeout {
+		if time.Since(uc.used) < upIdleTimeout {
 			u.mu.Unlock()
 			uc.reuse = true
 			return uc, nil

@@ -26,6 +26,11 @@ import (
 // Conn reads and writes one socket. It is not safe for concurrent Reads
 // (or concurrent Writes), like the state a net.Conn keeps for them.
 type Conn struct {
+	// BeforeWait, if set, is called on the reading goroutine when a
+	// Read finds nothing to read and is about to wait for the poller
+	// (possibly more than once per Read).
+	BeforeWait func()
+
 	c  net.Conn
 	rc syscall.RawConn
 
@@ -86,6 +91,9 @@ func (s *Conn) read(fd uintptr) bool {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
+			if s.BeforeWait != nil {
+				s.BeforeWait()
+			}
 			return false // wait for the poller
 		}
 		s.rerr = e
