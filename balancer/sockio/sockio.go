@@ -23,15 +23,17 @@ import (
 	"unsafe"
 )
 
-// Conn reads and writes one socket. It is not safe for concurrent Reads
-// (or concurrent Writes), like the state a net.Conn keeps for them.
+// Conn reads and writes one socket; its other methods are the
+// net.Conn's it wraps. It is not safe for concurrent Reads (or concurrent
+// Writes), like the state a net.Conn keeps for them.
 type Conn struct {
+	net.Conn
+
 	// BeforeWait, if set, is called on the reading goroutine when a
 	// Read finds nothing to read and is about to wait for the poller
 	// (possibly more than once per Read).
 	BeforeWait func()
 
-	c  net.Conn
 	rc syscall.RawConn
 
 	// What the read and write callbacks work on, set around each call:
@@ -55,7 +57,7 @@ func New(c net.Conn) *Conn {
 	if err != nil {
 		return nil
 	}
-	s := &Conn{c: c, rc: rc}
+	s := &Conn{Conn: c, rc: rc}
 	s.rfunc, s.wfunc = s.read, s.write
 	return s
 }
@@ -145,7 +147,7 @@ func (s *Conn) write(fd uintptr) bool {
 // ReadFrom hands r to the connection's own ReadFrom, which sends files
 // with sendfile(2) and splices from sockets.
 func (s *Conn) ReadFrom(r io.Reader) (int64, error) {
-	if rf, ok := s.c.(io.ReaderFrom); ok {
+	if rf, ok := s.Conn.(io.ReaderFrom); ok {
 		return rf.ReadFrom(r)
 	}
 	return io.Copy(writerOnly{s}, r)
@@ -159,5 +161,23 @@ func (s *Conn) opError(op string, err error) error {
 	if oe, ok := err.(*net.OpError); ok {
 		err = oe.Err // RawConn's own wrapping, "raw-read"
 	}
-	return &net.OpError{Op: op, Net: s.c.LocalAddr().Network(), Source: s.c.LocalAddr(), Addr: s.c.RemoteAddr(), Err: err}
+	return &net.OpError{Op: op, Net: s.LocalAddr().Network(), Source: s.LocalAddr(), Addr: s.RemoteAddr(), Err: err}
+}
+
+// Listener wraps l so that the connections it accepts are Conns where
+// they can be (the others are returned as they are): for a wrapper that
+// reads and writes through a net.Conn, such as a TLS listener.
+func Listener(l net.Listener) net.Listener { return listener{l} }
+
+type listener struct{ net.Listener }
+
+func (l listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	if s := New(c); s != nil {
+		return s, nil
+	}
+	return c, nil
 }

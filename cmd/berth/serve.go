@@ -26,6 +26,7 @@ import (
 	"berth/balancer/h1"
 	"berth/balancer/limits"
 	"berth/balancer/metrics"
+	"berth/balancer/sockio"
 	"berth/balancer/static"
 	"berth/spawner"
 	"berth/spawner/loader"
@@ -389,7 +390,7 @@ func (d *daemon) wrapTLS(ls []activation.Listener, nls []net.Listener) ([]bool, 
 			continue
 		}
 		on[i] = true
-		nls[i] = tls.NewListener(nls[i], tlsCfg)
+		nls[i] = tls.NewListener(sockio.Listener(nls[i]), tlsCfg) // TLS reads and writes the socket through sockio
 		d.log.Info("TLS on listener", "addr", nls[i].Addr().String(), "http2", cfg.HTTP2 == "on")
 	}
 	return on, nil
