@@ -33,6 +33,7 @@ import (
 
 	proxyproto "github.com/pires/go-proxyproto"
 
+	"berth/balancer/sockio"
 	"berth/balancer/trust"
 )
 
@@ -60,7 +61,9 @@ func Listen(l net.Listener, cfg Config) net.Listener {
 		cfg.HeaderTimeout = DefaultHeaderTimeout
 	}
 	return &proxyproto.Listener{
-		Listener:          l,
+		// After the header, proxyproto reads and writes the connection
+		// it was given: a sockio.Conn, like the front door's own.
+		Listener:          sockio.Listener(l),
 		ConnPolicy:        policy(cfg.Trusted),
 		ReadHeaderTimeout: cfg.HeaderTimeout,
 	}

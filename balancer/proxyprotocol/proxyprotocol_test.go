@@ -16,6 +16,7 @@ import (
 
 	"berth/balancer"
 	"berth/balancer/proxyprotocol"
+	"berth/balancer/sockio"
 	"berth/balancer/trust"
 )
 
@@ -204,5 +205,46 @@ func TestSilentClientDoesNotBlockAccept(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("second connection waited %s behind a silent one", d)
+	}
+}
+
+// TestConnectionsReadThroughSockio: behind the header, a connection is
+// read and written through a sockio.Conn, like the front door's own.
+func TestConnectionsReadThroughSockio(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := proxyprotocol.Listen(ln, proxyprotocol.Config{})
+	defer l.Close()
+	go func() {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		header(2, "203.0.113.7:4000").WriteTo(c)
+		io.WriteString(c, "ping")
+		io.Copy(io.Discard, c)
+	}()
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	buf := make([]byte, 4)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "ping" {
+		t.Fatalf("read %q, %v; want ping", buf, err)
+	}
+	pc, ok := c.(*proxyproto.Conn)
+	if !ok {
+		t.Fatalf("accepted a %T, want a *proxyproto.Conn", c)
+	}
+	if _, ok := pc.Raw().(*sockio.Conn); !ok {
+		t.Fatalf("the PROXY-protocol connection reads through a %T, not a sockio.Conn", pc.Raw())
+	}
+	if got := c.RemoteAddr().String(); got != "203.0.113.7:4000" {
+		t.Errorf("RemoteAddr %s, want the header's 203.0.113.7:4000", got)
 	}
 }
