@@ -218,7 +218,11 @@ func TestInitUserOnSystemd(t *testing.T) {
 	if err := m.WriteFile(ctx, in.Berth, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	dropin := "[Service]\nType=oneshot\nExecStart=\nExecStart=/bin/sh -c 'echo user-sandbox-ok \"$RUNTIME_DIRECTORY\"'\nWatchdogSec=0\n"
+	// The line is found by its SyslogIdentifier, which systemd hands
+	// journald with the output stream, not by _SYSTEMD_USER_UNIT, which
+	// journald reads from the writer's cgroup and can miss for a
+	// process that has already exited (seen on a loaded machine).
+	dropin := "[Service]\nType=oneshot\nExecStart=\nExecStart=/bin/sh -c 'echo user-sandbox-ok \"$RUNTIME_DIRECTORY\"'\nSyslogIdentifier=units-user-test\nWatchdogSec=0\n"
 	if err := m.WriteFile(ctx, dir+"units-user.service.d/test.conf", []byte(dropin), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +247,7 @@ func TestInitUserOnSystemd(t *testing.T) {
 	if out, err := userctl("start", "units-user.service"); err != nil {
 		t.Fatalf("%v\n%s\n%s", err, out, m.MustRun(t, "journalctl", "_UID="+uid, "--no-pager"))
 	}
-	if _, err := m.WaitJournal(ctx, "user-sandbox-ok /run/user/"+uid+"/berth/units-user", "_SYSTEMD_USER_UNIT=units-user.service"); err != nil {
+	if _, err := m.WaitJournal(ctx, "user-sandbox-ok /run/user/"+uid+"/berth/units-user", "SYSLOG_IDENTIFIER=units-user-test", "_UID="+uid); err != nil {
 		t.Error(err)
 	}
 }
