@@ -481,7 +481,7 @@ func (t *tagger) WriteHead(resp *h1.Response) error {
 			}
 		}
 	}
-	resp.Header.Add(t.c.nameCacheStatus, []byte(csBypass))
+	resp.Header.Add(t.c.nameCacheStatus, csValues[csBypass])
 	return t.w.WriteHead(resp)
 }
 
@@ -662,12 +662,12 @@ func (r *recorder) WriteHead(resp *h1.Response) error {
 	return r.w.WriteHead(resp)
 }
 
-// csValues are the Cache-Status values a recorder adds, made once: a
+// csValues are the Cache-Status values a recorder or tagger adds, made once: a
 // field value taken from a string would be a copy per response. Nothing
 // writes to a field value after the head is written.
 var csValues = func() map[string][]byte {
 	m := map[string][]byte{}
-	for _, cs := range []string{csMiss, csMissStored, csStale, csStaleStored} {
+	for _, cs := range []string{csMiss, csMissStored, csStale, csStaleStored, csBypass} {
 		m[cs] = []byte(cs)
 	}
 	return m
