@@ -107,9 +107,15 @@ func (p *Proxy) ServeExchange(x *Exchange) {
 		sticky = cookieValue(x.Req.Header, p.cfg.StickyCookie)
 	}
 	for i := 1; ; i++ {
-		t0 := time.Now()
-		up, err := p.cfg.Pool.AcquirePreferring(x.Context(), sticky, tried)
-		x.QueueWait += time.Since(t0)
+		// A worker free at once is the common case: the clock is read
+		// only for a request that waits in the queue.
+		up, _, _ := p.cfg.Pool.pick(sticky, tried)
+		var err error
+		if up == nil {
+			t0 := time.Now()
+			up, err = p.cfg.Pool.AcquirePreferring(x.Context(), sticky, tried)
+			x.QueueWait += time.Since(t0)
+		}
 		if err != nil {
 			p.unavailable(x, err, tried)
 			return
