@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -327,17 +326,7 @@ func TestMinWorkersZero(t *testing.T) {
 // TestExitIdleTime: under socket activation, --exit-idle-time makes berth
 // exit (status 0) once no request came for that long.
 func TestExitIdleTime(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	f, err := l.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.Close()
-	defer f.Close()
+	addr, f := socketFile(t)
 	cmd := exec.Command(berthBin, spawner.TrampolineArg, berthBin, "serve", "testdata/echo", "--min-workers", "0", "--max-workers", "1", "--exit-idle-time", "2s")
 	cmd.ExtraFiles = []*os.File{f}
 	cmd.Env = append(os.Environ(), "LISTEN_FDS=1", "LISTEN_FDNAMES=http")
@@ -361,37 +350,22 @@ func TestExitIdleTime(t *testing.T) {
 // replaced. A response asking for out-of-band work makes its worker run it.
 func TestBlockedLoopAndOutOfBandWork(t *testing.T) {
 	testenv.NeedCommand(t, "python3")
-	b := startBerth(t, "testdata/pyloop", "--workers", "2", "--app-type", "generic", "--command", "python3 -u app.py",
-		"--max-blocked", "1s", "--max-request-time", "4s", "--stop-timeout", "1s")
-	b.WaitForN(`msg="worker ready"`, 2, 20*time.Second)
-
-	blocked := make(chan int, 1)
-	go func() {
-		code, _ := get(t, nil, b.URL+"/block")
-		blocked <- code
-	}()
-	b.WaitFor(`msg="worker's event loop is blocked; no new request goes to it"`, 5*time.Second)
-	for i := 0; i < 10; i++ {
-		start := time.Now()
-		if code, body := get(t, nil, b.URL+"/"); code != 200 || time.Since(start) > time.Second {
-			t.Fatalf("request %d while a worker is blocked: %d %q after %s", i, code, body, time.Since(start))
-		}
-	}
-	if code := <-blocked; code != 504 {
-		t.Errorf("the blocking request got %d, want 504 at --max-request-time", code)
-	}
-	b.WaitFor(`msg="worker recycled".*reason="event loop blocked past the maximum request time"`, 10*time.Second)
-
-	if code, _ := get(t, nil, b.URL+"/oob"); code != 200 {
-		t.Fatalf("/oob: %d", code)
-	}
-	b.WaitFor(`out-of-band work done`, 5*time.Second)
+	blockedLoopAndOOB(t, startBerth(t, "testdata/pyloop", "--workers", "2", "--app-type", "generic", "--command", "python3 -u app.py",
+		"--max-blocked", "1s", "--max-request-time", "4s", "--stop-timeout", "1s"))
 }
 
 // TestBlockedNodeLoop is TestBlockedLoopAndOutOfBandWork with a real Node
 // app and the loader's heartbeats.
 func TestBlockedNodeLoop(t *testing.T) {
-	b := startBerth(t, "testdata/blocky", "--workers", "2", "--max-blocked", "1s", "--max-request-time", "4s", "--stop-timeout", "1s")
+	blockedLoopAndOOB(t, startBerth(t, "testdata/blocky", "--workers", "2", "--max-blocked", "1s", "--max-request-time", "4s", "--stop-timeout", "1s"))
+}
+
+// blockedLoopAndOOB drives b's app (2 workers, --max-blocked 1s,
+// --max-request-time 4s): /block blocks its worker's loop, which leaves
+// rotation while the other answers; /block gets 504 and its worker is
+// recycled; /oob asks for out-of-band work, which runs.
+func blockedLoopAndOOB(t *testing.T, b *berthProc) {
+	t.Helper()
 	b.WaitForN(`msg="worker ready"`, 2, 20*time.Second)
 	blocked := make(chan int, 1)
 	go func() {

@@ -278,17 +278,7 @@ func isZombie(pid int) bool {
 }
 
 func TestServesInheritedSocket(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	f, err := l.(*net.TCPListener).File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.Close()
-	defer f.Close()
+	addr, f := socketFile(t)
 	// Start berth as systemd would: the socket as fd 3, LISTEN_PID its own
 	// pid (berth's trampoline sets it before it execs berth serve).
 	cmd := exec.Command(berthBin, spawner.TrampolineArg, berthBin, "serve", "testdata/echo", "--workers", "1", "--port", "1")
@@ -409,4 +399,22 @@ func TestStartingAppExplains503(t *testing.T) {
 	if strings.Contains(string(body), "database") || strings.Contains(string(body), "booting") {
 		t.Errorf("503 shows the app's output to a visitor: %q", body)
 	}
+}
+
+// socketFile makes a listening TCP socket on loopback as systemd would
+// hand it over: its address and its file (closed at the end of the test),
+// for a berth started with it as fd 3.
+func socketFile(t *testing.T) (string, *os.File) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	f, err := l.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return l.Addr().String(), f
 }
