@@ -69,7 +69,8 @@ func newConn(s *Server, c net.Conn, tls bool) *conn {
 	cn := &conn{s: s, c: c, rw: c, tls: tls}
 	if sc := sockio.New(c); sc != nil {
 		sc.BeforeWait = cn.waiting
-		cn.rw, cn.keepWriter = sc, true
+		sc.HoldReads = true // request, answer, request: the client's turn after berth's
+		cn.c, cn.rw, cn.keepWriter = sc, sc, true
 	}
 	cn.cr.cn = cn
 	cn.rd = h1.NewReader(&cn.cr, s.cfg.Limits)
@@ -762,7 +763,9 @@ func (cn *conn) hijack() (net.Conn, []byte, error) {
 			return nil, nil, err
 		}
 	}
-	return cn.c, rest, nil
+	// The new protocol's bytes are copied by whoever took the
+	// connection, with splice where the kernel can.
+	return sockio.Detach(cn.c), rest, nil
 }
 
 func isTimeout(err error) bool {

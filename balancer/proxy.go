@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"berth/balancer/h1"
+	"berth/balancer/sockio"
 	"berth/balancer/trust"
 )
 
@@ -168,8 +169,13 @@ func (p *Proxy) forward(x *Exchange, up *Upstream, lastTry bool, sticky []byte) 
 			return done
 		}
 	}
+	// The answer's deadline runs from here.
+	if p.cfg.MaxRequestTime > 0 {
+		uc.limit = p.cfg.MaxRequestTime
+		uc.arm()
+	}
 	if err == nil {
-		err = uc.bw.Flush()
+		err = uc.send()
 	}
 	if err != nil {
 		uc.c.Close()
@@ -186,10 +192,6 @@ func (p *Proxy) forward(x *Exchange, up *Upstream, lastTry bool, sticky []byte) 
 
 	// The answer: interim responses pass through, then the final one.
 	resp := &uc.resp
-	if p.cfg.MaxRequestTime > 0 {
-		uc.limit = p.cfg.MaxRequestTime
-		uc.arm()
-	}
 	for {
 		if err = uc.rd.ReadResponse(resp); err != nil {
 			uc.c.Close()
@@ -624,15 +626,16 @@ func (p *Proxy) tunnel(x *Exchange, uc *upConn) {
 			return
 		}
 	}
+	wc := sockio.Detach(uc.c) // both ways at once, spliced
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		io.Copy(uc.c, client)
-		if cw, ok := uc.c.(interface{ CloseWrite() error }); ok {
+		io.Copy(wc, client)
+		if cw, ok := wc.(interface{ CloseWrite() error }); ok {
 			cw.CloseWrite()
 		}
 	}()
-	io.Copy(client, uc.c)
+	io.Copy(client, wc)
 	client.Close()
 	uc.c.Close()
 	<-done

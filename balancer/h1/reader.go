@@ -120,6 +120,12 @@ func (r *Reader) Release() {
 	r.r, r.w, r.floor = 0, 0, 0
 }
 
+// Fill reads once from the connection into the buffer, waiting for at
+// least one byte: for a caller that makes the read itself begin
+// something (sockio.Conn.Stage). An error is also kept for the next read
+// to report.
+func (r *Reader) Fill() error { return r.fill() }
+
 // Buffered is the number of bytes read from the connection and not yet
 // consumed.
 func (r *Reader) Buffered() int { return r.w - r.r }

@@ -38,11 +38,11 @@ func pair(t *testing.T, network string) (*Conn, net.Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close(); peer.Close() })
 	s := New(c)
 	if s == nil {
 		t.Fatalf("New(%T) = nil", c)
 	}
+	t.Cleanup(func() { s.Close(); peer.Close() })
 	return s, peer
 }
 
