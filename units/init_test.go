@@ -201,7 +201,7 @@ func TestInitUserOnSystemd(t *testing.T) {
 	ctx := t.Context()
 	const user = "unitsuser"
 	home := "/home/" + user
-	m.MustRun(t, "useradd", "--create-home", user)
+	m.AddUser(t, user, "--create-home")
 	m.MustRun(t, "loginctl", "enable-linger", user)
 
 	in := Init{Name: "units-user", AppDir: home + "/app", Port: testenv.FreePort(t), Berth: home + "/bin/berth", UserManager: true}

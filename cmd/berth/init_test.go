@@ -216,7 +216,7 @@ func testInitUserServes(t *testing.T, m *systemdtest.Machine) {
 	if err := m.CopyFile(ctx, berthBin, "/usr/local/bin/berth"); err != nil {
 		t.Fatal(err)
 	}
-	m.MustRun(t, "useradd", "--create-home", user)
+	m.AddUser(t, user, "--create-home")
 	if err := m.WriteFile(ctx, home+"/app/app.js", []byte(userApp), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -87,7 +87,7 @@ func bootBox(t *testing.T) *sdBox {
 	if err := m.WriteFile(ctx, sdAppDir+"/app.js", []byte(sdApp), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	m.MustRun(t, "useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", sdUser)
+	m.AddUser(t, sdUser, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin")
 	m.MustRun(t, "chown", "-R", sdUser+":", sdAppDir)
 	b.installApp(t, sdName, b.port, "--workers 2 --memory-max 256M --cpu-quota 50% --tasks-max 64 --stop-timeout 5s")
 	// A short watchdog, so that the test sees berth's WATCHDOG=1 pings.

@@ -154,7 +154,7 @@ func TestInstallRemovePurge(t *testing.T) {
 // initApp makes the app's user, copies examples/hello to appDir and runs
 // berth init for port.
 func initApp(t *testing.T, m *systemdtest.Machine, port int) {
-	m.MustRun(t, "useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", app)
+	m.AddUser(t, app, "--system", "--no-create-home", "--shell", "/usr/sbin/nologin")
 	copyApp(t, m)
 	m.MustRun(t, "berth", "init", appDir, "--name", app, "--port", strconv.Itoa(port))
 	for _, u := range []string{app + ".socket", app + ".service"} {
@@ -252,7 +252,7 @@ const (
 // wants it to answer on port.
 func startUserApp(t *testing.T, m *systemdtest.Machine, port int, url string) {
 	t.Helper()
-	m.MustRun(t, "useradd", "--create-home", "--shell", "/bin/sh", userName)
+	m.AddUser(t, userName, "--create-home", "--shell", "/bin/sh")
 	home := "/home/" + userName
 	uid := strings.TrimSpace(m.MustRun(t, "id", "-u", userName))
 	// Lingering keeps the user's manager running without a login session,

@@ -345,6 +345,17 @@ func (m *Machine) MustRun(t testing.TB, name string, args ...string) string {
 	return out
 }
 
+// AddUser makes a user in the container with useradd and args, unless
+// one of that name exists: the container outlives a test's run, and
+// go test -count=2 runs the test again in it.
+func (m *Machine) AddUser(t testing.TB, name string, args ...string) {
+	t.Helper()
+	if _, err := m.Run(t.Context(), "id", "-u", name); err == nil {
+		return
+	}
+	m.MustRun(t, "useradd", append(args, name)...)
+}
+
 // WaitJournal reads the container's journal (`journalctl --output=cat
 // ARGS…`, ARGS selecting units or fields) until a line contains want, and
 // returns what it read. It fails when ctx ends first (if ctx has no
