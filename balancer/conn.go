@@ -34,6 +34,7 @@ type conn struct {
 	s  *Server
 	c  net.Conn
 	rw io.ReadWriter // c, or its sockio.Conn: what requests and responses go through
+	sc *sockio.Conn  // c's sockio.Conn, or nil
 	// keepWriter: the write buffer is given back when a read for the
 	// next request is about to wait (sockio tells), not after every
 	// exchange.
@@ -69,8 +70,7 @@ func newConn(s *Server, c net.Conn, tls bool) *conn {
 	cn := &conn{s: s, c: c, rw: c, tls: tls}
 	if sc := sockio.New(c); sc != nil {
 		sc.BeforeWait = cn.waiting
-		sc.HoldReads = true // request, answer, request: the client's turn after berth's
-		cn.c, cn.rw, cn.keepWriter = sc, sc, true
+		cn.c, cn.rw, cn.sc, cn.keepWriter = sc, sc, sc, true
 	}
 	cn.cr.cn = cn
 	cn.rd = h1.NewReader(&cn.cr, s.cfg.Limits)
@@ -117,25 +117,95 @@ func (cn *conn) serve() {
 	cn.setPeer()
 	defer cn.releaseWriter()
 	for {
-		if !cn.readRequest() {
+		if cn.sc != nil {
+			if !cn.serveTurns() {
+				return
+			}
+		} else if !cn.readRequest() {
 			return
 		}
-		cn.acquireWriter()
-		if !cn.exchange() {
+		if !cn.serveRequest() {
 			return
 		}
-		if cn.s.shutting.Load() {
-			return
-		}
-		// An idle keep-alive connection holds no write buffer: it is
-		// given back now, or, on a busy connection whose next request
-		// may already be here, when the read for it would wait.
-		if !cn.keepWriter {
-			cn.releaseWriter()
-		}
-		cn.state.Store(stateIdle)
-		cn.s.wentIdle()
 	}
+}
+
+// serveRequest serves the request read; it reports whether the
+// connection goes on to the next.
+func (cn *conn) serveRequest() bool {
+	cn.acquireWriter()
+	if !cn.exchange() {
+		return false
+	}
+	if cn.s.shutting.Load() {
+		return false
+	}
+	// An idle keep-alive connection holds no write buffer: it is given
+	// back now, or, on a busy connection whose next request may already
+	// be here, when the read for it would wait.
+	if !cn.keepWriter {
+		cn.releaseWriter()
+	}
+	cn.state.Store(stateIdle)
+	cn.s.wentIdle()
+	return true
+}
+
+// serveTurns reads and serves requests inside one raw read of the
+// client's socket (sockio.Conn.Serve), so that the read for the next
+// request waits for the poller instead of first trying a socket that is
+// empty. A request that needs the connection for more than its head and
+// a body already read (a body still to come, a protocol switch) is left
+// to the caller: serveTurns reports true with it read. It reports false
+// when the connection ends.
+func (cn *conn) serveTurns() bool {
+	var pending, ended, begun bool
+	err := cn.sc.Serve(func() sockio.Turn {
+		for {
+			if !begun {
+				cn.beginRequest()
+				begun = true
+			}
+			err := cn.rd.ReadRequest(&cn.req)
+			if errors.Is(err, sockio.ErrWouldBlock) {
+				cn.waiting()
+				return sockio.Wait
+			}
+			begun = false
+			if err != nil {
+				cn.refuse(err)
+				ended = true
+				return sockio.Leave
+			}
+			if !cn.servedInTurn() {
+				pending = true
+				return sockio.Leave
+			}
+			if !cn.serveRequest() {
+				ended = true
+				return sockio.Leave
+			}
+		}
+	})
+	switch {
+	case ended:
+		return false
+	case pending:
+		return true
+	}
+	// The raw read ended: a read deadline (idle, or a head that stalled),
+	// or a close.
+	cn.refuse(err)
+	return false
+}
+
+// servedInTurn reports whether the request just read can be served
+// inside a Serve turn: nothing more is to be read from the client for
+// it (a body is already buffered whole), and no protocol switch.
+func (cn *conn) servedInTurn() bool {
+	req := &cn.req
+	return !req.Upgrade && !req.ExpectContinue && !req.Chunked &&
+		req.ContentLength <= int64(cn.rd.Buffered())
 }
 
 // acquireWriter gives the connection a write buffer from the pool for an
@@ -147,9 +217,10 @@ func (cn *conn) acquireWriter() {
 	}
 }
 
-// waiting is told by the connection's sockio.Conn that a read is about
-// to wait: if that read is for the next request, the write buffer, which
-// the last response left empty, goes back to the pool.
+// waiting is told that a read is about to wait (by the connection's
+// sockio.Conn, or by serveTurns): if that read is for the next request,
+// the write buffer, which the last response left empty, goes back to the
+// pool.
 func (cn *conn) waiting() {
 	if !cn.cr.started {
 		cn.releaseWriter()
@@ -169,6 +240,17 @@ func (cn *conn) releaseWriter() {
 // readRequest reads the next request head; it answers a refused head
 // itself and reports whether there is a request to serve.
 func (cn *conn) readRequest() bool {
+	cn.beginRequest()
+	err := cn.rd.ReadRequest(&cn.req)
+	if err == nil {
+		return true
+	}
+	cn.refuse(err)
+	return false
+}
+
+// beginRequest readies the connection for the next request head.
+func (cn *conn) beginRequest() {
 	cn.cr.started = false
 	cn.cr.body = false
 	if cn.rd.Buffered() > 0 {
@@ -176,10 +258,11 @@ func (cn *conn) readRequest() bool {
 	} else {
 		cn.cr.armIdle()
 	}
-	err := cn.rd.ReadRequest(&cn.req)
-	if err == nil {
-		return true
-	}
+}
+
+// refuse answers a request head that could not be read, when there is
+// someone to answer.
+func (cn *conn) refuse(err error) {
 	var he *h1.Error
 	switch {
 	case errors.As(err, &he):
@@ -188,7 +271,6 @@ func (cn *conn) readRequest() bool {
 	case cn.cr.started && isTimeout(err) && !cn.s.shutting.Load():
 		cn.answer(408, "the request head did not arrive in time")
 	}
-	return false
 }
 
 // exchange serves one request; it reports whether the connection may carry

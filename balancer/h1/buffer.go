@@ -42,7 +42,8 @@ func (l Limits) withDefaults() Limits {
 // room: it compacts buf[r:w] down to floor, or moves it to a larger array
 // (the old one stays with the slices that point into it). It returns the
 // connection's error only when it read nothing; an error that came with
-// data is kept for the next call.
+// data is kept for the next call, and so is every error but one that
+// says the read would wait.
 func (r *Reader) fill() error {
 	if r.err != nil {
 		return r.err
@@ -75,6 +76,9 @@ func (r *Reader) fill() error {
 		}
 		r.w += n
 		if err != nil {
+			if n == 0 && wouldBlock(err) {
+				return err // not kept: the read can be made again
+			}
 			r.err = err
 			if n > 0 {
 				return nil
@@ -86,6 +90,15 @@ func (r *Reader) fill() error {
 		}
 	}
 	return io.ErrNoProgress
+}
+
+// wouldBlock reports whether err says a read found nothing yet and
+// would wait (sockio's ErrWouldBlock, inside a turn that waits for the
+// socket itself): such an error is returned, not kept.
+// It is asked on every wait, so it is not unwrapped.
+func wouldBlock(err error) bool {
+	wb, ok := err.(interface{ WouldBlock() bool })
+	return ok && wb.WouldBlock()
 }
 
 // move puts buf[r:w] at the start of a new array with at least minRoom

@@ -11,14 +11,6 @@ import (
 	"time"
 )
 
-// heldPair is pair with the client end's reads held (HoldReads).
-func heldPair(t *testing.T, network string) (*Conn, net.Conn) {
-	t.Helper()
-	s, peer := pair(t, network)
-	s.HoldReads = true
-	return s, peer
-}
-
 // echo answers each read of peer with what it read, until it ends.
 func echo(peer net.Conn) {
 	buf := make([]byte, 4096)
@@ -33,43 +25,73 @@ func echo(peer net.Conn) {
 	}
 }
 
-// readExactly reads len(want) bytes from s and compares them.
-func readExactly(t *testing.T, s *Conn, want string) {
+// within fails t unless f returns within 10 s: a lost readiness notice
+// shows as a hang.
+func within(t *testing.T, what string, f func()) {
 	t.Helper()
-	s.SetReadDeadline(time.Now().Add(10 * time.Second)) // a lost notice shows as a timeout, not a hang
-	got := make([]byte, len(want))
-	if _, err := io.ReadFull(s, got); err != nil || string(got) != want {
-		t.Fatalf("read %q, %v; want %q", got, err, want)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s did not finish", what)
 	}
 }
 
-// The point of the held read and of Stage: in a conversation where the
-// two sides take turns, a read after berth's turn waits for the poller
-// instead of first trying a socket that is empty. Without that, nearly
-// every turn costs two read system calls (EAGAIN, then the data).
+// The point of Serve and of Stage: in a conversation where the two sides
+// take turns, a read after berth's turn waits for the poller instead of
+// first trying a socket that is empty. Without that, nearly every turn
+// costs two read system calls (EAGAIN, then the data).
 func TestTurnsCostOneReadEach(t *testing.T) {
 	const turns = 300
-	for _, mode := range []string{"held", "stage"} {
+	msg := []byte("GET / HTTP/1.1\r\n\r\n")
+	for _, mode := range []string{"serve", "stage"} {
 		for _, network := range []string{"tcp", "unix"} {
 			t.Run(mode+"/"+network, func(t *testing.T) {
 				s, peer := pair(t, network)
-				s.HoldReads = mode == "held"
 				go echo(peer)
-				msg := []byte("GET / HTTP/1.1\r\n\r\n")
 				buf := make([]byte, 4096) // more than an answer: each read is short
-				for range turns {
-					if mode == "held" {
-						if _, err := s.Write(msg); err != nil {
-							t.Fatal(err)
-						}
-					} else {
-						s.Stage(msg)
-					}
-					n, err := s.Read(buf)
+				check := func(n int, err error) bool {
 					if err != nil || n != len(msg) {
-						t.Fatalf("Read = %d, %v; want the %d bytes echoed", n, err, len(msg))
+						t.Errorf("Read = %d, %v; want the %d bytes echoed", n, err, len(msg))
+						return false
 					}
-					if mode == "stage" {
+					return true
+				}
+				if mode == "serve" {
+					done, sent := 0, false
+					within(t, "Serve", func() {
+						err := s.Serve(func() Turn {
+							for done < turns {
+								if !sent {
+									s.Write(msg)
+									sent = true
+								}
+								n, err := s.Read(buf)
+								if err == ErrWouldBlock {
+									return Wait
+								}
+								if !check(n, err) {
+									return Leave
+								}
+								sent = false
+								done++
+							}
+							return Leave
+						})
+						if err != nil {
+							t.Errorf("Serve = %v", err)
+						}
+					})
+				} else {
+					for range turns {
+						s.Stage(msg)
+						if !check(s.Read(buf)) {
+							break
+						}
 						if n, err := s.Staged(); n != len(msg) || err != nil {
 							t.Fatalf("Staged = %d, %v; want %d, nil", n, err, len(msg))
 						}
@@ -85,115 +107,162 @@ func TestTurnsCostOneReadEach(t *testing.T) {
 }
 
 // Bytes that arrive while berth is not reading are not lost, whether
-// they came before or after berth's turn: the held read keeps the
-// poller's notice of them.
-func TestHeldReadKeepsWhatArrivesBetweenReads(t *testing.T) {
+// they came before berth's turn (a pipelined request) or after it: the
+// raw read Serve holds keeps the poller's notice of them. So is the end
+// of the stream after a turn.
+func TestServeKeepsWhatArrivesBetweenReads(t *testing.T) {
 	for _, network := range []string{"tcp", "unix"} {
 		t.Run(network, func(t *testing.T) {
-			s, peer := heldPair(t, network)
-			peer.Write([]byte("a"))
-			readExactly(t, s, "a") // short: the socket is empty after it
-
-			// The peer speaks before berth's turn (a pipelined request)...
-			peer.Write([]byte("b"))
-			s.Write([]byte("x"))
-			readExactly(t, s, "b")
-
-			// ...and after it, answering.
-			s.Write([]byte("y"))
-			got := make([]byte, 2)
-			if _, err := io.ReadFull(peer, got); err != nil {
-				t.Fatal(err)
+			s, peer := pair(t, network)
+			peerSay := make(chan string)
+			peerDone := make(chan struct{})
+			go func() {
+				for w := range peerSay {
+					if w == "" {
+						peer.Close()
+					} else {
+						peer.Write([]byte(w))
+					}
+					peerDone <- struct{}{}
+				}
+			}()
+			say := func(w string) { peerSay <- w; <-peerDone }
+			peerHears := func(want string) {
+				got := make([]byte, len(want))
+				if _, err := io.ReadFull(peer, got); err != nil || string(got) != want {
+					t.Errorf("peer read %q, %v; want %q", got, err, want)
+				}
 			}
-			peer.Write([]byte("c"))
-			readExactly(t, s, "c")
-
-			// The end of the stream after a turn.
-			s.Write([]byte("z"))
-			if _, err := io.ReadFull(peer, got[:1]); err != nil {
-				t.Fatal(err)
+			say("a")
+			var got []string
+			step := 0
+			buf := make([]byte, 64)
+			within(t, "Serve", func() {
+				err := s.Serve(func() Turn {
+					for {
+						n, err := s.Read(buf)
+						if err == ErrWouldBlock {
+							return Wait
+						}
+						if err != nil {
+							got = append(got, err.Error())
+							return Leave
+						}
+						got = append(got, string(buf[:n]))
+						switch step++; step {
+						case 1: // "a": the peer speaks again before berth's turn
+							say("b")
+							s.Write([]byte("x"))
+						case 2: // "b": the peer answers after berth's turn
+							s.Write([]byte("y"))
+							peerHears("xy")
+							say("c")
+						case 3: // "c": the peer hangs up after berth's turn
+							s.Write([]byte("z"))
+							peerHears("z")
+							say("")
+						}
+					}
+				})
+				if err != nil {
+					t.Errorf("Serve = %v", err)
+				}
+			})
+			if want := []string{"a", "b", "c", "EOF"}; len(got) != 4 || got[0] != "a" || got[1] != "b" || got[2] != "c" || got[3] != "EOF" {
+				t.Fatalf("Serve's reads got %q; want %q", got, want)
 			}
-			peer.Close()
-			if n, err := s.Read(make([]byte, 8)); n != 0 || err != io.EOF {
-				t.Fatalf("Read after the peer closed = %d, %v; want 0, EOF", n, err)
-			}
+			close(peerSay)
 		})
 	}
 }
 
-// Close from another goroutine, while no Read is in progress but the
-// held read holds the socket, closes it at once (the peer sees the end)
-// and later Reads fail.
-func TestCloseBetweenHeldReads(t *testing.T) {
-	s, peer := heldPair(t, "tcp")
-	peer.Write([]byte("a"))
-	readExactly(t, s, "a")
-	closed := make(chan error)
-	go func() { closed <- s.Close() }()
+// Close from another goroutine while Serve waits ends the wait and
+// closes the socket.
+func TestCloseWhileServeWaits(t *testing.T) {
+	s, peer := pair(t, "tcp")
+	served := make(chan error)
+	go func() {
+		served <- s.Serve(func() Turn {
+			if _, err := s.Read(make([]byte, 8)); err == ErrWouldBlock {
+				return Wait
+			}
+			return Leave
+		})
+	}()
+	within(t, "Close", func() { s.Close() })
 	select {
-	case err := <-closed:
-		if err != nil {
-			t.Fatalf("Close = %v", err)
+	case err := <-served:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("Serve after Close = %v; want net.ErrClosed", err)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("Close waited for the held read")
+		t.Fatal("Close did not end Serve's wait")
 	}
 	peer.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if n, err := peer.Read(make([]byte, 8)); n != 0 || err != io.EOF {
 		t.Fatalf("peer's Read after Close = %d, %v; want 0, EOF", n, err)
 	}
-	if _, err := s.Read(make([]byte, 8)); !errors.Is(err, net.ErrClosed) {
-		t.Fatalf("Read after Close = %v; want net.ErrClosed", err)
-	}
 }
 
-func TestCloseBreaksAHeldRead(t *testing.T) {
-	s, peer := heldPair(t, "unix")
+// Close during a turn (berth waits for a worker; shutdown closes its
+// connections) does not wait for the turn: the peer sees the end at
+// once, the turn's writes fail, and Serve closes the descriptor when the
+// turn returns.
+func TestCloseDuringATurn(t *testing.T) {
+	s, peer := pair(t, "tcp")
 	peer.Write([]byte("a"))
-	readExactly(t, s, "a")
-	s.Write([]byte("x")) // the next read waits without trying
-	done := make(chan error)
+	inTurn, release := make(chan struct{}), make(chan struct{})
+	var writeErr error
+	served := make(chan error)
 	go func() {
-		_, err := s.Read(make([]byte, 8))
-		done <- err
+		served <- s.Serve(func() Turn {
+			if _, err := s.Read(make([]byte, 8)); err == ErrWouldBlock {
+				return Wait
+			}
+			close(inTurn)
+			<-release
+			_, writeErr = s.Write([]byte("answer"))
+			return Wait
+		})
 	}()
-	s.Close()
-	select {
-	case err := <-done:
-		if !errors.Is(err, net.ErrClosed) {
-			t.Fatalf("Read on a closed connection = %v; want net.ErrClosed", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Close did not end a held Read")
+	<-inTurn
+	within(t, "Close during a turn", func() { s.Close() })
+	peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := peer.Read(make([]byte, 8)); n != 0 || err != io.EOF {
+		t.Fatalf("peer's Read after Close = %d, %v; want 0, EOF", n, err)
+	}
+	close(release)
+	if err := <-served; !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Serve after Close = %v; want net.ErrClosed", err)
+	}
+	if writeErr == nil {
+		t.Fatal("a write after Close succeeded")
+	}
+	rc, _ := s.Conn.(*net.TCPConn).SyscallConn()
+	if err := rc.Control(func(uintptr) {}); err == nil {
+		t.Fatal("the descriptor is still open after Serve returned")
 	}
 }
 
-// A deadline ends the held raw read; the next Read begins another.
-func TestHeldReadAfterADeadline(t *testing.T) {
-	s, peer := heldPair(t, "tcp")
+// A read deadline ends Serve's wait, with a timeout error.
+func TestServeDeadline(t *testing.T) {
+	s, peer := pair(t, "unix")
 	s.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
-	if _, err := s.Read(make([]byte, 8)); !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("Read past the deadline = %v; want a timeout", err)
+	err := s.Serve(func() Turn {
+		if _, err := s.Read(make([]byte, 8)); err == ErrWouldBlock {
+			return Wait
+		}
+		return Leave
+	})
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Serve past the deadline = %v; want a timeout", err)
 	}
+	// The connection goes on.
+	s.SetReadDeadline(time.Time{})
 	peer.Write([]byte("late"))
-	readExactly(t, s, "late")
-}
-
-// Detach ends the held read, so the net.Conn can be read directly (a
-// tunnel that splices).
-func TestDetach(t *testing.T) {
-	s, peer := heldPair(t, "tcp")
-	peer.Write([]byte("a"))
-	readExactly(t, s, "a")
-	c := s.Detach()
-	peer.Write([]byte("raw"))
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	got := make([]byte, 3)
-	if _, err := io.ReadFull(c, got); err != nil || string(got) != "raw" {
-		t.Fatalf("reading the detached net.Conn: %q, %v", got, err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatalf("Close after Detach = %v", err)
+	got := make([]byte, 4)
+	if _, err := io.ReadFull(s, got); err != nil || string(got) != "late" {
+		t.Fatalf("Read after Serve = %q, %v", got, err)
 	}
 }
 
@@ -211,7 +280,11 @@ func TestStageMoreThanTheSocketHolds(t *testing.T) {
 		}
 	}()
 	s.Stage(big)
-	readExactly(t, s, "ok")
+	s.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := make([]byte, 2)
+	if _, err := io.ReadFull(s, got); err != nil || string(got) != "ok" {
+		t.Fatalf("answer to 4 MiB staged: %q, %v; want ok", got, err)
+	}
 	if n, err := s.Staged(); n != len(big) || err != nil {
 		t.Fatalf("Staged = %d, %v; want %d, nil", n, err, len(big))
 	}

@@ -18,79 +18,64 @@ package sockio
 import (
 	"errors"
 	"io"
-	"iter"
 	"net"
 	"os"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
 // Conn reads and writes one socket; its other methods are the
 // net.Conn's it wraps. It is not safe for concurrent Reads (or concurrent
-// Writes), like the state a net.Conn keeps for them. Close and Detach may
-// be called from any goroutine.
+// Writes), like the state a net.Conn keeps for them. Close may be called
+// from any goroutine.
 //
-// A Conn's reads go through one raw read held open for the connection's
-// life, on a coroutine of its own (iter.Pull): the runtime's poller
-// forgets a readiness notice whenever a raw read begins, so a read
-// that begins anew must first try the socket, and between a request and
-// its answer that try nearly always finds nothing (EAGAIN, a system
-// call for nothing: 1.8 of them per proxied request, 1 per cache hit).
-// Inside the held read no notice is forgotten, so a read that follows a
-// read that emptied the socket, with a write in between (the other side's
-// turn to speak), waits for the poller's notice instead of trying.
+// The runtime's poller forgets a readiness notice whenever a raw read
+// (a syscall.RawConn Read call) begins, so a read that begins anew must
+// first try the socket; between a request and its answer that try
+// nearly always finds nothing (EAGAIN: a system call for nothing, 1.8 of
+// them per proxied request and 1 per cache hit before Serve and Stage).
+// Serve and Stage read without that try where it is safe: see them.
 type Conn struct {
 	net.Conn
 
-	// BeforeWait, if set, is called when a Read finds nothing to read
-	// and is about to wait for the poller (possibly more than once per
-	// Read). It runs on the held read's coroutine while the reading
-	// goroutine waits for it, so it may touch what that goroutine owns.
+	// BeforeWait, if set, is called when a Read outside Serve finds
+	// nothing to read and is about to wait for the poller (possibly more
+	// than once per Read).
 	BeforeWait func()
-
-	// HoldReads, set before the first Read, makes the Conn's reads go
-	// through the held read (see above): for a connection where the peer
-	// speaks after berth (a client's next request after its answer).
-	// Without it each Read is a raw read of its own, which tries the
-	// socket first unless it follows a Stage.
-	HoldReads bool
 
 	rc syscall.RawConn
 
 	// What the read and write callbacks work on, set around each call:
 	// the callbacks are made once, so a call allocates nothing.
-	rbuf, wbuf   []byte
-	rn, wn       int
-	rerr, werr   syscall.Errno
-	rfunc, wfunc func(fd uintptr) bool
-	ofunc        func(fd uintptr) bool
+	rbuf, wbuf          []byte
+	rn, wn              int
+	rerr, werr          syscall.Errno
+	rfunc, wfunc, sfunc func(fd uintptr) bool
 
 	// What Stage left for the next Read to write, and how that went.
 	staged []byte
 	sn     int
 	serr   syscall.Errno
 
-	// The held read (see above). state says who may resume it; the
-	// rest is touched only by the goroutine that does.
+	// Serve's: the turn function, the descriptor while a turn runs
+	// (inside is set then), and state, which Close reads.
+	turn    func() Turn
+	fd      uintptr
+	inside  bool
 	state   atomic.Int32
-	next    func() (struct{}, bool)
-	stop    func()
-	yield   func(struct{}) bool
-	rawErr  error       // how the held raw read ended (a deadline, a close)
-	fresh   bool        // the raw read has just begun: its first read must try
 	drained bool        // the last read came back short: it emptied the socket
-	wrote   atomic.Bool // something was written since the last read (a Write may run beside a Read)
-	stopped bool        // the coroutine was told to end
+	wrote   atomic.Bool // written since the last read (a Write may run beside a Read)
 	reads   int         // read system calls made (for tests)
 }
 
-// The states of a Conn's held read.
+// The states of a Conn, for Close.
 const (
-	stateIdle     int32 = iota // no Read in progress
-	stateReading               // a Read is in progress
-	stateClosed                // closed: Reads fail
-	stateDetached              // given up for the plain net.Conn (Detach)
+	stateIdle    int32 = iota // not in Serve
+	stateRunning              // in Serve, a turn running
+	stateWaiting              // in Serve, waiting for the poller
+	stateClosed
 )
 
 // New returns a Conn for c, or nil when c is not a stream socket of the
@@ -107,44 +92,113 @@ func New(c net.Conn) *Conn {
 		return nil
 	}
 	s := &Conn{Conn: c, rc: rc}
-	s.rfunc, s.wfunc, s.ofunc = s.read, s.write, s.readOnce
+	s.rfunc, s.wfunc, s.sfunc = s.read, s.write, s.serve
 	return s
 }
 
+// Turn is what a Serve turn asks for next.
+type Turn int
+
+const (
+	// Wait: call the turn again once the poller says the socket is
+	// readable.
+	Wait Turn = iota
+	// Leave: Serve returns.
+	Leave
+)
+
+// ErrWouldBlock is what a Read inside a Serve turn returns when there is
+// nothing to read now: the turn returns Wait, and reads again when
+// called again. Its WouldBlock method says so to readers that keep the
+// errors they get (h1.Reader).
+var ErrWouldBlock error = wouldBlock{}
+
+type wouldBlock struct{}
+
+func (wouldBlock) Error() string    { return "sockio: nothing to read yet" }
+func (wouldBlock) WouldBlock() bool { return true }
+
+// Serve calls turn, and again each time turn returns Wait and the socket
+// turns readable, until turn returns Leave; all of it inside one raw
+// read, which holds the socket's reading side. Serve returns the raw
+// read's error when it ends otherwise: a read deadline, a close.
+//
+// Inside a turn, Read reads the socket at once and returns ErrWouldBlock
+// when there is nothing to read: the turn must then return Wait. Because
+// no readiness notice is forgotten inside one raw read, Read also
+// returns ErrWouldBlock without trying the socket when the last read
+// emptied it (a short read: a stream socket returns what it holds, up to
+// the buffer's size) and something was written since (the peer's turn to
+// speak): whatever the peer sends comes with the poller's notice. A turn
+// must not read the socket any other way.
+//
+// This is the front door's way to read a client's requests: read one,
+// answer it, and wait for the next without a system call for nothing.
+// Bytes and the end of the stream that arrive together are the one case
+// it sees late: after a short read that took the bytes, the end (already
+// announced) is seen only when a deadline ends the wait.
+func (s *Conn) Serve(turn func() Turn) error {
+	if !s.state.CompareAndSwap(stateIdle, stateRunning) {
+		return s.opError("read", net.ErrClosed)
+	}
+	// A new raw read: the poller's notices before it are forgotten, so
+	// its first read must try the socket.
+	s.turn, s.drained = turn, false
+	err := s.rc.Read(s.sfunc)
+	s.turn = nil
+	if s.state.CompareAndSwap(stateRunning, stateIdle) || s.state.CompareAndSwap(stateWaiting, stateIdle) {
+		if err != nil {
+			return s.opError("read", err)
+		}
+		return nil
+	}
+	// Closed while serving: finish the close the closer could not.
+	s.Conn.Close()
+	return s.opError("read", net.ErrClosed)
+}
+
+func (s *Conn) serve(fd uintptr) bool {
+	if !s.state.CompareAndSwap(stateWaiting, stateRunning) && s.state.Load() != stateRunning {
+		return true // closed while waiting
+	}
+	s.fd, s.inside = fd, true
+	t := s.turn()
+	s.inside = false
+	if t == Leave || !s.state.CompareAndSwap(stateRunning, stateWaiting) {
+		return true // done, or closed during the turn
+	}
+	return false
+}
+
 // Read reads into p like net.Conn.Read: at least one byte, io.EOF at the
-// end of the stream, a timeout error past the read deadline.
+// end of the stream, a timeout error past the read deadline; inside a
+// Serve turn, see Serve.
 func (s *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if !s.HoldReads {
-		return s.readAlone(p)
+	if s.inside {
+		return s.readInside(p)
 	}
-	if !s.state.CompareAndSwap(stateIdle, stateReading) {
-		if s.state.Load() == stateDetached {
-			return s.Conn.Read(p)
+	s.rbuf, s.rn, s.rerr = p, 0, 0
+	err := s.rc.Read(s.rfunc)
+	if err == nil && s.serr == 0 && s.sn < len(s.staged) {
+		// The socket had no room for all of it: write the rest as Write
+		// does, then read as usual.
+		rest := s.staged[s.sn:]
+		s.staged = nil
+		n, werr := s.Write(rest)
+		s.sn += n
+		if werr != nil {
+			s.rbuf = nil
+			return 0, werr
 		}
-		return 0, s.opError("read", net.ErrClosed)
+		err = s.rc.Read(s.rfunc)
 	}
-	s.rbuf, s.rn, s.rerr, s.rawErr = p, 0, 0, nil
-	if s.next == nil {
-		s.next, s.stop = iter.Pull(s.held)
+	s.rbuf, s.staged = nil, nil
+	if s.serr != 0 {
+		return 0, s.opError("write", os.NewSyscallError("write", s.serr))
 	}
-	_, ok := s.next()
-	s.rbuf = nil
-	if !s.state.CompareAndSwap(stateReading, stateIdle) {
-		// Closed meanwhile: the close woke the raw read, or will as
-		// soon as it waits; end the coroutine so the close completes.
-		s.stop()
-	}
-	if !ok {
-		return 0, s.opError("read", net.ErrClosed)
-	}
-	return s.result(s.rawErr)
-}
-
-// result is what a Read returns once its raw read ended with err.
-func (s *Conn) result(err error) (int, error) {
 	switch {
 	case err != nil:
 		return 0, s.opError("read", err)
@@ -157,29 +211,90 @@ func (s *Conn) result(err error) (int, error) {
 	return s.rn, nil
 }
 
-// readAlone is a Read without the held read: one raw read, which first
-// writes what was staged.
-func (s *Conn) readAlone(p []byte) (int, error) {
-	s.rbuf, s.rn, s.rerr = p, 0, 0
-	err := s.rc.Read(s.ofunc)
-	if err == nil && s.serr == 0 && s.sn < len(s.staged) {
-		// The socket had no room for all of it: write the rest as Write
-		// does, then read as usual.
-		rest := s.staged[s.sn:]
-		s.staged = nil
-		n, werr := s.Write(rest)
-		s.sn += n
-		if werr != nil {
-			s.rbuf = nil
-			return 0, werr
+func (s *Conn) readInside(p []byte) (int, error) {
+	if s.drained && s.wrote.Load() {
+		s.drained = false
+		return 0, ErrWouldBlock
+	}
+	for {
+		n, e := s.rawRead(s.fd, p)
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			s.drained = false
+			return 0, ErrWouldBlock
+		case 0:
+		default:
+			s.drained = false
+			return 0, s.opError("read", os.NewSyscallError("read", e))
 		}
-		err = s.rc.Read(s.ofunc)
+		s.note(n, len(p))
+		if n == 0 {
+			return 0, io.EOF
+		}
+		raceAcquire()
+		return n, nil
 	}
-	s.rbuf, s.staged = nil, nil
-	if s.serr != 0 {
-		return 0, s.opError("write", os.NewSyscallError("write", s.serr))
+}
+
+// note records a read of n bytes into a buffer of size: a short one
+// emptied the socket.
+func (s *Conn) note(n, size int) {
+	s.drained = n > 0 && n < size
+	s.wrote.Store(false)
+}
+
+func (s *Conn) rawRead(fd uintptr, p []byte) (int, syscall.Errno) {
+	s.reads++
+	n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	return int(n), e
+}
+
+// Close closes the connection. During a Serve turn it cannot close the
+// descriptor, which the turn's raw read holds (a net.Conn's Close would
+// wait for it): it shuts the socket down instead (the peer sees the
+// end; reads and writes fail) and breaks any wait; Serve closes the
+// descriptor when the turn returns.
+func (s *Conn) Close() error {
+	for {
+		switch s.state.Load() {
+		case stateRunning:
+			if s.state.CompareAndSwap(stateRunning, stateClosed) {
+				s.rc.Control(func(fd uintptr) { syscall.Shutdown(int(fd), syscall.SHUT_RDWR) })
+				s.Conn.SetDeadline(aLongTimeAgo)
+				return nil
+			}
+		case stateWaiting, stateIdle:
+			// Closing wakes a wait; Serve's raw read then ends, and the
+			// close completes.
+			st := s.state.Load()
+			if st != stateClosed && s.state.CompareAndSwap(st, stateClosed) {
+				return s.Conn.Close()
+			}
+		default:
+			return s.Conn.Close()
+		}
 	}
-	return s.result(err)
+}
+
+var aLongTimeAgo = time.Unix(1, 0)
+
+// Detach returns c's net.Conn when c is a Conn, else c: for a caller that
+// reads and writes it itself from now on (a tunnel that splices).
+func Detach(c net.Conn) net.Conn {
+	if s, ok := c.(*Conn); ok {
+		return s.Conn
+	}
+	return c
+}
+
+// CloseWrite shuts down the writing side, as the net.Conn's CloseWrite.
+func (s *Conn) CloseWrite() error {
+	if cw, ok := s.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
 }
 
 // Stage keeps p for the next Read to write whole before it reads: a
@@ -189,7 +304,7 @@ func (s *Conn) readAlone(p []byte) (int, error) {
 // read emptied the socket, waits for the notice instead of first trying
 // the socket (which would find it empty: a system call for nothing).
 // p must stay unchanged until that Read returns; Staged then tells how
-// the write went. Not with HoldReads.
+// the write went. Not inside a Serve turn.
 func (s *Conn) Stage(p []byte) {
 	raceReleaseMerge()
 	s.wrote.Store(true)
@@ -205,12 +320,14 @@ func (s *Conn) Staged() (int, error) {
 	return s.sn, nil
 }
 
-func (s *Conn) readOnce(fd uintptr) bool {
+// read is a Read's raw read: it writes what was staged first, then
+// reads.
+func (s *Conn) read(fd uintptr) bool {
 	if s.staged != nil {
 		switch e := send(fd, s.staged, &s.sn); e {
 		case 0:
 		case syscall.EAGAIN:
-			return true // readAlone writes the rest
+			return true // Read writes the rest
 		default:
 			s.serr = e
 			return true
@@ -230,69 +347,15 @@ func (s *Conn) readOnce(fd uintptr) bool {
 		case syscall.EAGAIN:
 			s.drained = false
 			s.beforeWait()
-			return false
-		case 0:
-			s.rn = n
-		default:
-			s.rerr = e
-		}
-		s.drained = e == 0 && n > 0 && n < len(s.rbuf)
-		return true
-	}
-}
-
-// held is the held read's coroutine: one raw read for as long as the
-// runtime lets it run (a deadline or a close ends it; the next Read
-// begins another), handing each read's result to Read.
-func (s *Conn) held(yield func(struct{}) bool) {
-	s.yield = yield
-	for {
-		s.fresh = true
-		err := s.rc.Read(s.rfunc)
-		if s.stopped {
-			return
-		}
-		s.rawErr = err
-		if !yield(struct{}{}) {
-			return
-		}
-	}
-}
-
-func (s *Conn) read(fd uintptr) bool {
-	for {
-		if s.stopped {
-			return true
-		}
-		if s.drained && !s.fresh && s.wrote.Load() {
-			// The socket was empty after the last read and it is the
-			// peer's turn: what it sends comes with the poller's notice.
-			s.drained = false
-			s.beforeWait()
-			return false
-		}
-		s.fresh = false
-		n, e := s.rawRead(fd, s.rbuf)
-		switch e {
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			s.drained = false
-			s.beforeWait()
 			return false // wait for the poller
 		case 0:
 			s.rn = n
+			s.note(n, len(s.rbuf))
 		default:
 			s.rerr = e
+			s.drained = false
 		}
-		// A short read left the socket empty (a stream socket reads
-		// what it holds, up to the buffer's size).
-		s.drained = e == 0 && n > 0 && n < len(s.rbuf)
-		s.wrote.Store(false)
-		if !s.yield(struct{}{}) {
-			s.stopped = true
-			return true
-		}
+		return true
 	}
 }
 
@@ -300,69 +363,6 @@ func (s *Conn) beforeWait() {
 	if s.BeforeWait != nil {
 		s.BeforeWait()
 	}
-}
-
-func (s *Conn) rawRead(fd uintptr, p []byte) (int, syscall.Errno) {
-	s.reads++
-	n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	return int(n), e
-}
-
-// Close closes the connection; a Read in progress fails.
-func (s *Conn) Close() error {
-	for {
-		switch s.state.Load() {
-		case stateIdle:
-			if s.state.CompareAndSwap(stateIdle, stateClosed) {
-				// No Read in progress can resume the coroutine now:
-				// end it here, or the net.Conn's close would wait for
-				// the raw read it holds.
-				s.end()
-				return s.Conn.Close()
-			}
-		case stateReading:
-			if s.state.CompareAndSwap(stateReading, stateClosed) {
-				// The close wakes the raw read; the reader ends the
-				// coroutine when its Read returns.
-				return s.Conn.Close()
-			}
-		default:
-			return s.Conn.Close()
-		}
-	}
-}
-
-// Detach ends the held read and returns the net.Conn, for a caller that
-// reads it itself from now on (a tunnel that splices). The Conn's own
-// Reads then go to the net.Conn. It must not be called during a Read.
-func (s *Conn) Detach() net.Conn {
-	if s.state.CompareAndSwap(stateIdle, stateDetached) {
-		s.end()
-	}
-	return s.Conn
-}
-
-// Detach returns c's net.Conn when c is a Conn (see Conn.Detach), else c.
-func Detach(c net.Conn) net.Conn {
-	if s, ok := c.(*Conn); ok {
-		return s.Detach()
-	}
-	return c
-}
-
-// end ends the held read's coroutine, if there is one.
-func (s *Conn) end() {
-	if s.stop != nil {
-		s.stop()
-	}
-}
-
-// CloseWrite shuts down the writing side, as the net.Conn's CloseWrite.
-func (s *Conn) CloseWrite() error {
-	if cw, ok := s.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return errors.ErrUnsupported
 }
 
 // Write writes all of p like net.Conn.Write, waiting for room as needed,
@@ -439,9 +439,8 @@ func (s *Conn) opError(op string, err error) error {
 }
 
 // Listener wraps l so that the connections it accepts are Conns where
-// they can be (the others are returned as they are), with HoldReads: for
-// a wrapper that reads and writes a client's connection through a
-// net.Conn, such as a TLS listener.
+// they can be (the others are returned as they are): for a wrapper that
+// reads and writes through a net.Conn, such as a TLS listener.
 func Listener(l net.Listener) net.Listener { return listener{l} }
 
 type listener struct{ net.Listener }
@@ -452,7 +451,6 @@ func (l listener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	if s := New(c); s != nil {
-		s.HoldReads = true
 		return s, nil
 	}
 	return c, nil
