@@ -801,13 +801,32 @@ func (b *sdBox) testBrokenReload(t *testing.T) {
 	newUnit := b.workerService(t, app, "w1")
 	after = l.ok.Load()
 	waitUntil(t, 10*time.Second, "load after the restart", func() bool { return l.ok.Load() >= after+20 })
-	ok, failed, errs := l.finish()
-	t.Logf("two failed restarts and one good one under load: %d requests answered, %d failed; w1 now in %s", ok, failed, newUnit)
-	if failed > 0 {
-		t.Errorf("%d requests failed; first errors: %q", failed, errs)
-	}
 	if code, body := get(t, c, url); code != http.StatusOK || !strings.HasPrefix(body, "release 3 pid ") {
 		t.Errorf("after the fixed release's restart: %d %q", code, body)
+	}
+
+	// Passenger's convention, which deploy scripts use: the app's user
+	// touches tmp/restart.txt, and the same rolling restart follows.
+	next := strings.Replace(sdApp, "'pid '", "'release 4 pid '", 1)
+	if err := b.m.WriteFile(t.Context(), dir+"/app.js", []byte(next), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.m.MustRun(t, "install", "-d", "-o", sdUser, dir+"/tmp")
+	b.m.MustRun(t, "runuser", "-u", sdUser, "--", "touch", dir+"/tmp/restart.txt")
+	waitUntil(t, 30*time.Second, "release 4 answering after touching tmp/restart.txt", func() bool {
+		code, body := get(t, c, url)
+		return code == http.StatusOK && strings.HasPrefix(body, "release 4 pid ")
+	})
+	if unit := b.workerService(t, app, "w1"); unit == newUnit {
+		t.Errorf("after touching tmp/restart.txt w1 still runs in %s; want the next generation's unit", unit)
+	}
+	after = l.ok.Load()
+	waitUntil(t, 10*time.Second, "load after the restart by tmp/restart.txt", func() bool { return l.ok.Load() >= after+20 })
+
+	ok, failed, errs := l.finish()
+	t.Logf("two failed restarts and two good ones (berth restart, tmp/restart.txt) under load: %d requests answered, %d failed; w1 now in %s", ok, failed, b.workerService(t, app, "w1"))
+	if failed > 0 {
+		t.Errorf("%d requests failed; first errors: %q", failed, errs)
 	}
 	if st := b.show(t, app+".service", "StatusText"); strings.Contains(st, "last restart failed") {
 		t.Errorf("status line after a good restart: %q", st)
