@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -150,14 +151,18 @@ func TestServeKeepsWhatArrivesBetweenReads(t *testing.T) {
 						}
 						got = append(got, string(buf[:n]))
 						switch step++; step {
-						case 1: // "a": the peer speaks again before berth's turn
+						case 1: // "a": berth answers, the peer speaks again
+							s.Write([]byte("w"))
+							peerHears("w")
 							say("b")
+						case 2: // "b": the peer speaks again before berth's turn (pipelined)
+							say("c")
 							s.Write([]byte("x"))
-						case 2: // "b": the peer answers after berth's turn
+						case 3: // "c": the peer answers after berth's turn
 							s.Write([]byte("y"))
 							peerHears("xy")
-							say("c")
-						case 3: // "c": the peer hangs up after berth's turn
+							say("d")
+						case 4: // "d": the peer hangs up after berth's turn
 							s.Write([]byte("z"))
 							peerHears("z")
 							say("")
@@ -168,11 +173,41 @@ func TestServeKeepsWhatArrivesBetweenReads(t *testing.T) {
 					t.Errorf("Serve = %v", err)
 				}
 			})
-			if want := []string{"a", "b", "c", "EOF"}; len(got) != 4 || got[0] != "a" || got[1] != "b" || got[2] != "c" || got[3] != "EOF" {
+			if want := []string{"a", "b", "c", "d", "EOF"}; strings.Join(got, " ") != strings.Join(want, " ") {
 				t.Fatalf("Serve's reads got %q; want %q", got, want)
 			}
 			close(peerSay)
 		})
+	}
+}
+
+// A client that sends one request and shuts its side down (the end
+// arrives with the request) is answered and then seen to end at once:
+// the read after the first answer tries the socket.
+func TestServeSeesAOneRequestClientsEnd(t *testing.T) {
+	s, peer := pair(t, "tcp")
+	peer.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
+	peer.(*net.TCPConn).CloseWrite()
+	var got []string
+	within(t, "Serve after the client's end", func() {
+		s.Serve(func() Turn {
+			buf := make([]byte, 64)
+			for {
+				_, err := s.Read(buf)
+				switch {
+				case err == ErrWouldBlock:
+					return Wait
+				case err != nil:
+					got = append(got, err.Error())
+					return Leave
+				}
+				got = append(got, "request")
+				s.Write([]byte("answer"))
+			}
+		})
+	})
+	if strings.Join(got, " ") != "request EOF" {
+		t.Fatalf("Serve's reads got %q; want a request, then EOF", got)
 	}
 }
 

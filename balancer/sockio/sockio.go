@@ -67,6 +67,7 @@ type Conn struct {
 	state   atomic.Int32
 	drained bool        // the last read came back short: it emptied the socket
 	wrote   atomic.Bool // written since the last read (a Write may run beside a Read)
+	replied bool        // the peer spoke again after one of berth's turns (Serve)
 	reads   int         // read system calls made (for tests)
 }
 
@@ -134,9 +135,13 @@ func (wouldBlock) WouldBlock() bool { return true }
 //
 // This is the front door's way to read a client's requests: read one,
 // answer it, and wait for the next without a system call for nothing.
-// Bytes and the end of the stream that arrive together are the one case
-// it sees late: after a short read that took the bytes, the end (already
-// announced) is seen only when a deadline ends the wait.
+// Bytes and the end of the stream that arrive together are the case it
+// would see late: after the short read that took the bytes, the end has
+// been announced already, and a wait sees it only when a deadline ends
+// the wait. So the try is skipped only once the peer has spoken again
+// after one of berth's turns: a client that sends one request and shuts
+// its side down (nc -N) is answered and closed at once; one that does so
+// after a later request waits for the idle deadline.
 func (s *Conn) Serve(turn func() Turn) error {
 	if !s.state.CompareAndSwap(stateIdle, stateRunning) {
 		return s.opError("read", net.ErrClosed)
@@ -212,7 +217,7 @@ func (s *Conn) Read(p []byte) (int, error) {
 }
 
 func (s *Conn) readInside(p []byte) (int, error) {
-	if s.drained && s.wrote.Load() {
+	if s.drained && s.replied && s.wrote.Load() {
 		s.drained = false
 		return 0, ErrWouldBlock
 	}
@@ -228,6 +233,9 @@ func (s *Conn) readInside(p []byte) (int, error) {
 		default:
 			s.drained = false
 			return 0, s.opError("read", os.NewSyscallError("read", e))
+		}
+		if n > 0 && s.wrote.Load() {
+			s.replied = true
 		}
 		s.note(n, len(p))
 		if n == 0 {
