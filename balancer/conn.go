@@ -71,6 +71,11 @@ func newConn(s *Server, c net.Conn, tls bool) *conn {
 	if sc := sockio.New(c); sc != nil {
 		sc.BeforeWait = cn.waiting
 		cn.c, cn.rw, cn.sc, cn.keepWriter = sc, sc, sc, true
+	} else {
+		// A TLS or PROXY-protocol connection over a sockio.Conn (its
+		// listener's): its requests are read inside Serve too, through
+		// the wrapper.
+		cn.sc = sockio.Under(c)
 	}
 	cn.cr.cn = cn
 	cn.rd = h1.NewReader(&cn.cr, s.cfg.Limits)

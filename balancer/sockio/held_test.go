@@ -2,6 +2,7 @@ package sockio
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -208,6 +209,67 @@ func TestServeSeesAOneRequestClientsEnd(t *testing.T) {
 	})
 	if strings.Join(got, " ") != "request EOF" {
 		t.Fatalf("Serve's reads got %q; want a request, then EOF", got)
+	}
+}
+
+// Under TLS, requests are read inside Serve through the tls.Conn: a
+// record that is not all there yet stays in tls.Conn (ErrWouldBlock is
+// Temporary, so tls.Conn does not keep it as the connection's error),
+// and the turns still cost about one socket read each.
+func TestServeUnderTLS(t *testing.T) {
+	const turns = 200
+	s, peer := pair(t, "tcp")
+	cert, roots := testCert(t)
+	server := tls.Server(s, &tls.Config{Certificates: []tls.Certificate{cert}})
+	client := tls.Client(peer, &tls.Config{ServerName: "localhost", RootCAs: roots})
+	client.SetDeadline(time.Now().Add(10 * time.Second))
+	hs := make(chan error, 1)
+	go func() { hs <- client.Handshake() }()
+	if err := server.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-hs; err != nil {
+		t.Fatal(err)
+	}
+	if Under(server) != s {
+		t.Fatal("Under(tls.Conn) is not the sockio.Conn under it")
+	}
+	go echo(client)
+	msg := bytes.Repeat([]byte("x"), 3000) // a record that may come in pieces
+	buf := make([]byte, 8192)
+	reads := s.reads
+	done, sent, got := 0, false, 0
+	within(t, "Serve under TLS", func() {
+		err := s.Serve(func() Turn {
+			for done < turns {
+				if !sent {
+					server.Write(msg)
+					sent = true
+				}
+				n, err := server.Read(buf)
+				if err == ErrWouldBlock {
+					return Wait
+				}
+				if err != nil {
+					t.Errorf("Read under TLS = %v", err)
+					return Leave
+				}
+				if got += n; got == len(msg) {
+					got, sent = 0, false
+					done++
+				}
+			}
+			return Leave
+		})
+		if err != nil {
+			t.Errorf("Serve = %v", err)
+		}
+	})
+	if done != turns {
+		t.Fatalf("%d of %d turns done", done, turns)
+	}
+	if n := s.reads - reads; n > turns+turns/2 {
+		t.Fatalf("%d turns under TLS made %d socket reads; want about one per turn", turns, n)
 	}
 }
 

@@ -110,14 +110,37 @@ const (
 
 // ErrWouldBlock is what a Read inside a Serve turn returns when there is
 // nothing to read now: the turn returns Wait, and reads again when
-// called again. Its WouldBlock method says so to readers that keep the
-// errors they get (h1.Reader).
+// called again. Readers in between must not keep it as the connection's
+// error: its WouldBlock method says so to h1.Reader, and as a net.Error
+// it is Temporary, which tls.Conn honours (it keeps the part of a record
+// it has and reads on at the next call).
 var ErrWouldBlock error = wouldBlock{}
 
 type wouldBlock struct{}
 
 func (wouldBlock) Error() string    { return "sockio: nothing to read yet" }
 func (wouldBlock) WouldBlock() bool { return true }
+func (wouldBlock) Timeout() bool    { return false }
+func (wouldBlock) Temporary() bool  { return true }
+
+// Under returns the Conn that c reads and writes through: c itself, or
+// the Conn under a TLS connection or under a wrapper that gives its own
+// (the PROXY protocol's Raw); nil when there is none.
+func Under(c net.Conn) *Conn {
+	for range 4 {
+		switch v := c.(type) {
+		case *Conn:
+			return v
+		case interface{ NetConn() net.Conn }:
+			c = v.NetConn()
+		case interface{ Raw() net.Conn }:
+			c = v.Raw()
+		default:
+			return nil
+		}
+	}
+	return nil
+}
 
 // Serve calls turn, and again each time turn returns Wait and the socket
 // turns readable, until turn returns Leave; all of it inside one raw

@@ -248,7 +248,9 @@ func BenchmarkPingPong(b *testing.B) {
 
 // TestListenerUnderTLS: a TLS listener over Listener reads and writes the
 // kernel socket through a Conn, and TLS works over it both ways.
-func TestListenerUnderTLS(t *testing.T) {
+// testCert returns a certificate for localhost and a pool that trusts it.
+func testCert(t *testing.T) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -259,7 +261,14 @@ func TestListenerUnderTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: priv}
+	roots := x509.NewCertPool()
+	leaf, _ := x509.ParseCertificate(der)
+	roots.AddCert(leaf)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: priv}, roots
+}
+
+func TestListenerUnderTLS(t *testing.T) {
+	cert, roots := testCert(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -278,9 +287,6 @@ func TestListenerUnderTLS(t *testing.T) {
 		under <- tc.NetConn()
 		io.Copy(tc, tc) // echo until the client closes
 	}()
-	roots := x509.NewCertPool()
-	leaf, _ := x509.ParseCertificate(der)
-	roots.AddCert(leaf)
 	c, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{ServerName: "localhost", RootCAs: roots})
 	if err != nil {
 		t.Fatal(err)
