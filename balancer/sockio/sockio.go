@@ -289,7 +289,7 @@ func (s *Conn) rawRead(fd uintptr, p []byte) (int, syscall.Errno) {
 // descriptor when the turn returns.
 func (s *Conn) Close() error {
 	for {
-		switch s.state.Load() {
+		switch st := s.state.Load(); st {
 		case stateRunning:
 			if s.state.CompareAndSwap(stateRunning, stateClosed) {
 				s.rc.Control(func(fd uintptr) { syscall.Shutdown(int(fd), syscall.SHUT_RDWR) })
@@ -297,10 +297,10 @@ func (s *Conn) Close() error {
 				return nil
 			}
 		case stateWaiting, stateIdle:
-			// Closing wakes a wait; Serve's raw read then ends, and the
-			// close completes.
-			st := s.state.Load()
-			if st != stateClosed && s.state.CompareAndSwap(st, stateClosed) {
+			// Closing wakes a wait; Serve's raw read then ends without
+			// another turn, and the close completes. If a turn began
+			// meanwhile, the swap fails and the loop looks again.
+			if s.state.CompareAndSwap(st, stateClosed) {
 				return s.Conn.Close()
 			}
 		default:
