@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -304,6 +305,50 @@ func TestBrokenDeployKeepsOldWorkers(t *testing.T) {
 			t.Fatalf("old worker %d still answers after touching tmp/restart.txt", p)
 		}
 	}
+}
+
+// TestRestartFileDuringARestart: touching tmp/restart.txt while a rolling
+// restart runs is not lost: another restart follows once that one ends,
+// since the release may have changed after it began (deploy scripts
+// touch the file without knowing what else is restarting the app).
+func TestRestartFileDuringARestart(t *testing.T) {
+	t.Setenv("BERTH_RUNTIME_BASE", t.TempDir())
+	dir := t.TempDir()
+	// While dir/slow exists the app takes 3 s to listen, so the restart
+	// berth restart begins is still running when the file is touched.
+	app := `const http = require('http');
+const fs = require('fs');
+const delay = fs.existsSync(__dirname + '/slow') ? 3000 : 0;
+setTimeout(() => http.createServer((req, res) => res.end(String(process.pid))).listen(3000), delay);
+`
+	for name, data := range map[string]string{"app.js": app, "tmp/.keep": ""} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := startBerth(t, dir, "--workers", "1", "--name", "touch", "--spawn-timeout", "20s")
+	b.WaitFor(`msg="worker ready"`, 20*time.Second)
+	if err := os.WriteFile(filepath.Join(dir, "slow"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	restart := exec.Command(berthBin, "restart", "touch")
+	restart.Stdout, restart.Stderr = &out, &out
+	if err := restart.Start(); err != nil {
+		t.Fatal(err)
+	}
+	b.WaitFor(`msg="rolling restart" .*by="berth restart"`, 10*time.Second)
+	if err := os.WriteFile(filepath.Join(dir, "tmp", "restart.txt"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := restart.Wait(); err != nil {
+		t.Fatalf("berth restart: %v\n%s", err, out.String())
+	}
+	b.WaitFor(`msg="rolling restart" .*by=tmp/restart.txt`, 10*time.Second)
+	b.WaitForN(`msg="rolling restart done"`, 2, 20*time.Second)
 }
 
 // TestMinWorkersZero: with --min-workers 0 no worker runs until a request

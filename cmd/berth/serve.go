@@ -520,9 +520,11 @@ loop:
 		case <-statusTick.C:
 			d.notifier.Status(d.status(sup.Status()))
 		case <-restartFileTick.C:
-			if m := fileMtime(restartFile); !m.Equal(restartMtime) {
+			// A touch during a running restart is looked at once that
+			// restart ends: the release may have changed after it began.
+			if m := fileMtime(restartFile); !busy && !m.Equal(restartMtime) {
 				restartMtime = m
-				if !m.IsZero() && !busy {
+				if !m.IsZero() {
 					startRestart("tmp/restart.txt")
 				}
 			}
