@@ -50,6 +50,12 @@ func serveChain(t *testing.T, p *Pool, wrap func(Handler) Handler) *frontDoor {
 	if wrap != nil {
 		h = wrap(h)
 	}
+	return serveHandler(t, h)
+}
+
+// serveHandler serves h on a loopback port until the test ends.
+func serveHandler(t *testing.T, h Handler) *frontDoor {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -247,17 +247,8 @@ func TestIdleTimeout(t *testing.T) {
 // for its next request has given its 16 KiB write buffer back (a busy one
 // keeps it from one request to the next).
 func TestIdleConnectionsHoldNoWriteBuffer(t *testing.T) {
-	h := HandlerFunc(func(x *Exchange) { writeText(x.W, 200, "ok", nil) })
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := NewServer(ServerConfig{Handler: h, Listeners: []net.Listener{l}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(t.Context())
-	t.Cleanup(func() { srv.Close() })
+	fd := serveHandler(t, HandlerFunc(func(x *Exchange) { writeText(x.W, 200, "ok", nil) }))
+	srv := fd.srv
 
 	heap := func() int64 {
 		runtime.GC()
@@ -270,7 +261,7 @@ func TestIdleConnectionsHoldNoWriteBuffer(t *testing.T) {
 	const n = 200
 	buf := make([]byte, 4096)
 	for i := 0; i < n; i++ {
-		c, err := net.Dial("tcp", l.Addr().String())
+		c, err := net.Dial("tcp", fd.Addr)
 		if err != nil {
 			t.Fatal(err)
 		}
