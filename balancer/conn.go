@@ -33,8 +33,7 @@ var aLongTimeAgo = time.Unix(1, 0)
 type conn struct {
 	s  *Server
 	c  net.Conn
-	rw io.ReadWriter // c, or its sockio.Conn: what requests and responses go through
-	sc *sockio.Conn  // c's sockio.Conn, or nil
+	sc *sockio.Conn // the sockio.Conn c reads through (c itself, or under TLS or the PROXY protocol), or nil
 	// keepWriter: the write buffer is given back when a read for the
 	// next request is about to wait (sockio tells), not after every
 	// exchange.
@@ -67,10 +66,10 @@ type conn struct {
 var bufWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}
 
 func newConn(s *Server, c net.Conn, tls bool) *conn {
-	cn := &conn{s: s, c: c, rw: c, tls: tls}
+	cn := &conn{s: s, c: c, tls: tls}
 	if sc := sockio.New(c); sc != nil {
 		sc.BeforeWait = cn.waiting
-		cn.c, cn.rw, cn.sc, cn.keepWriter = sc, sc, sc, true
+		cn.c, cn.sc, cn.keepWriter = sc, sc, true
 	} else {
 		// A TLS or PROXY-protocol connection over a sockio.Conn (its
 		// listener's): its requests are read inside Serve too, through
@@ -218,7 +217,7 @@ func (cn *conn) servedInTurn() bool {
 func (cn *conn) acquireWriter() {
 	if cn.bw == nil {
 		cn.bw = bufWriters.Get().(*bufio.Writer)
-		cn.bw.Reset(cn.rw)
+		cn.bw.Reset(cn.c)
 	}
 }
 
@@ -498,7 +497,7 @@ func (r *connReader) Read(p []byte) (int, error) {
 		// must arrive within HeaderTimeout.
 		r.arm(armedHead, time.Now().Add(r.cn.s.cfg.HeaderTimeout))
 	}
-	n, err := r.cn.rw.Read(p)
+	n, err := r.cn.c.Read(p)
 	if n > 0 && !r.started {
 		r.begin()
 	}
