@@ -822,7 +822,8 @@ func (b *sdBox) testBrokenReload(t *testing.T) {
 		// systemd in the test container once failed to set up the next
 		// generation's unit a second after the last one stopped
 		// (status 219/CGROUP: systemd's own failure, before the app ran).
-		// berth then keeps the old worker, as it should; touch again, once.
+		// berth starts such a unit once more; should systemd fail that
+		// too, berth keeps the old worker, as it should: touch again, once.
 		if !touchedAgain && strings.Contains(b.show(t, app+".service", "StatusText"), "last restart failed") {
 			if out, _ := b.m.Run(t.Context(), "journalctl", "--no-pager", "-u", "berth-"+app+"-w1-g*"); strings.Contains(out, "219/CGROUP") {
 				t.Logf("systemd failed to set up the new worker's unit (219/CGROUP); touching tmp/restart.txt again")

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/user"
@@ -209,6 +210,55 @@ func TestBackendStartFails(t *testing.T) {
 			calls := bus.Calls()
 			if got := strings.Join(calls[2:], "; "); got != tc.calls {
 				t.Errorf("calls after the start: %q, want %q", got, tc.calls)
+			}
+		})
+	}
+}
+
+// TestBackendStartRetriesSystemdSetupFailure: a start that systemd failed
+// with 219/CGROUP, its own failure before the app ran, is tried once more,
+// and only once; an exit status of the app's own is not retried.
+func TestBackendStartRetriesSystemdSetupFailure(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		failNext int
+		status   int32
+		starts   int   // StartUnit calls of the service
+		want     error // nil: the worker runs
+	}{
+		{"cgroup once", 1, exitCgroup, 2, nil},
+		{"cgroup twice", 2, exitCgroup, 2, spawner.ErrExited},
+		{"app's own status", 1, 3, 1, spawner.ErrExited},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bus := newFakeBus(os.Getpid())
+			b, dir := newTestBackend(t, bus)
+			bus.app = fakeApp(t, dir, true)
+			defer b.Close(context.Background())
+			bus.failNext, bus.failStatus = tc.failNext, tc.status
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			w, err := b.Start(ctx, testSpec(dir))
+			starts := 0
+			for _, c := range bus.Calls() {
+				if c == "StartUnit berth-t-w1.service" || c == "StartTransientUnit berth-t-w1.service" {
+					starts++
+				}
+			}
+			if starts != tc.starts {
+				t.Errorf("the service was started %d times, want %d", starts, tc.starts)
+			}
+			if tc.want == nil {
+				if err != nil {
+					t.Fatalf("start after one 219/CGROUP: %v", err)
+				}
+				if w.(*worker).Unit() != "berth-t-w1.service" {
+					t.Errorf("worker runs in %s", w.(*worker).Unit())
+				}
+				return
+			}
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), fmt.Sprintf("exited with status %d", tc.status)) {
+				t.Fatalf("start: %v; want %v saying the status", err, tc.want)
 			}
 		})
 	}

@@ -24,6 +24,11 @@ type fakeBus struct {
 	env     []string        // Environment of a loaded leftover service
 	pid     int             // MainPID a started service gets
 	failing bool            // service starts fail
+	// failNext service starts fail (before failing is looked at), each
+	// with systemd's exit status failStatus: a failure of systemd's own
+	// setup of the unit.
+	failNext   int
+	failStatus int32
 	matches int             // match rules in place
 	closed  bool
 	// app, if set, runs (in a goroutine) when a service starts: the
@@ -71,8 +76,14 @@ func (f *fakeBus) jobLocked(unit, result string) int {
 func (f *fakeBus) startLocked(unit string) int {
 	f.loaded[unit] = true
 	if strings.HasSuffix(unit, ".service") {
-		if f.failing {
-			f.propsLocked(unit, ifaceService, map[string]any{"MainPID": uint32(0), "Result": "exit-code", "ExecMainCode": int32(1), "ExecMainStatus": int32(3)})
+		status := int32(3)
+		fail := f.failing
+		if f.failNext > 0 {
+			f.failNext--
+			fail, status = true, f.failStatus
+		}
+		if fail {
+			f.propsLocked(unit, ifaceService, map[string]any{"MainPID": uint32(0), "Result": "exit-code", "ExecMainCode": int32(1), "ExecMainStatus": status})
 			f.propsLocked(unit, ifaceUnit, map[string]any{"ActiveState": "failed"})
 			return f.jobLocked(unit, "failed")
 		}

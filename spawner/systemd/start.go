@@ -112,17 +112,33 @@ func (b *Backend) startIn(ctx context.Context, p *pair, spec spawner.Spec, what 
 	}
 
 	old := p.current
-	b.bus.ResetFailedUnitContext(ctx, p.service) // a failed unit starts all the same; this only clears its start limit
-	id, err := b.bus.StartUnitContext(ctx, p.service, "replace", nil)
-	if err != nil {
-		return nil, fmt.Errorf("start %s: start unit %s: %w", what, p.service, err)
-	}
-	result, st, err := b.w.job(ctx, p.service, id)
-	if err != nil {
-		if ctx.Err() != nil {
-			err = spawner.NotReady(ctx.Err())
+	var (
+		result string
+		st     unitState
+	)
+	for try := 1; ; try++ {
+		b.bus.ResetFailedUnitContext(ctx, p.service) // a failed unit starts all the same; this only clears its start limit
+		id, err := b.bus.StartUnitContext(ctx, p.service, "replace", nil)
+		if err != nil {
+			return nil, fmt.Errorf("start %s: start unit %s: %w", what, p.service, err)
 		}
-		return nil, b.startFailed(p, spec, what, began, fmt.Errorf("start unit %s: %w", p.service, err))
+		result, st, err = b.w.job(ctx, p.service, id)
+		if err != nil {
+			if ctx.Err() != nil {
+				err = spawner.NotReady(ctx.Err())
+			}
+			return nil, b.startFailed(p, spec, what, began, fmt.Errorf("start unit %s: %w", p.service, err))
+		}
+		if try > 1 || result == "done" || !setupFailed(st) {
+			break
+		}
+		b.log.Warn("systemd could not set up the worker's unit before the app ran; starting it once more",
+			"unit", p.service, "status", describe(st), "retry_in", setupRetryPause.String())
+		select {
+		case <-time.After(setupRetryPause):
+		case <-ctx.Done():
+			return nil, b.startFailed(p, spec, what, began, fmt.Errorf("start unit %s: %s: %w", p.service, describe(st), spawner.NotReady(ctx.Err())))
+		}
 	}
 	if old != nil {
 		// The previous worker of this pair is over: wait until its handle
@@ -167,6 +183,25 @@ func (b *Backend) startIn(ctx context.Context, p *pair, spec spawner.Spec, what 
 	}
 	w.Liveness = p.ready.Liveness(pid)
 	return w, nil
+}
+
+// setupRetryPause is how long a start waits before it starts a unit again
+// whose setup systemd itself failed (setupFailed).
+const setupRetryPause = 500 * time.Millisecond
+
+// exitCgroup is systemd's exit status for a process it could not move into
+// its unit's control group, before anything of the app ran (219/CGROUP,
+// systemd.exec(5), "Process Exit Codes").
+const exitCgroup = 219
+
+// setupFailed reports whether a start failed in systemd's own setup of the
+// unit in a way that a second try can get past: 219/CGROUP, seen when the
+// unit's cgroup of a generation that just stopped is still being removed.
+// The other codes systemd uses for its own failures (203/EXEC, 217/USER,
+// 200/CHDIR, 226/NAMESPACE…) say what is wrong with the unit or the
+// machine, and a second try would only repeat them.
+func setupFailed(st unitState) bool {
+	return st.ExecCode == 1 && st.ExecStatus == exitCgroup
 }
 
 // startFailed stops what a failed start left running and returns its
