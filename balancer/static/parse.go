@@ -15,15 +15,17 @@ import (
 // index.html. It reports false for a path this link does not look up:
 // not absolute, a malformed escape, a NUL byte, an empty segment, or a
 // segment that begins with a dot other than a leading ".well-known".
-func cleanPath(p []byte) (string, bool) {
+// The name is p's own bytes when it can be, else appended to dst: a
+// request for an app route costs no allocation here.
+func cleanPath(dst, p []byte) ([]byte, bool) {
 	if len(p) == 0 || p[0] != '/' {
-		return "", false
+		return nil, false
 	}
 	var b []byte
 	if bytes.IndexByte(p, '%') >= 0 {
 		var ok bool
 		if b, ok = unescape(p); !ok {
-			return "", false
+			return nil, false
 		}
 	} else {
 		b = p
@@ -42,20 +44,20 @@ func cleanPath(p []byte) (string, bool) {
 		}
 		seg := b[start:end]
 		if len(seg) == 0 || bytes.IndexByte(seg, 0) >= 0 {
-			return "", false
+			return nil, false
 		}
 		if seg[0] == '.' && !(i == 0 && string(seg) == ".well-known") {
-			return "", false
+			return nil, false
 		}
 		start = end + 1
 	}
 	switch {
 	case len(b) == 0:
-		return "index.html", true
+		return append(dst, "index.html"...), true
 	case dir:
-		return string(b) + "/index.html", true
+		return append(append(dst, b...), "/index.html"...), true
 	}
-	return string(b), true
+	return b, true
 }
 
 // unescape decodes %XX escapes; '+' stays as it is in a path.

@@ -192,15 +192,17 @@ func (f *Files) ServeExchange(x *balancer.Exchange) {
 		f.cfg.Next.ServeExchange(x)
 		return
 	}
-	name, ok := cleanPath(req.Path())
+	var nb [128]byte
+	bname, ok := cleanPath(nb[:0], req.Path())
 	if !ok {
 		f.cfg.Next.ServeExchange(x)
 		return
 	}
-	if f.knownMissing(name) {
+	if f.knownMissing(bname) {
 		f.cfg.Next.ServeExchange(x)
 		return
 	}
+	name := string(bname)
 	src, ok := f.get(name)
 	if !ok {
 		f.rememberMissing(name)
@@ -425,15 +427,15 @@ func (f *Files) open(name string) (*os.File, fs.FileInfo, bool) {
 
 // knownMissing reports whether name, or the directory of its first
 // segment, was found to be missing less than SiblingTTL ago.
-func (f *Files) knownMissing(name string) bool {
+func (f *Files) knownMissing(name []byte) bool {
 	if f.cfg.SiblingTTL < 0 {
 		return false
 	}
 	f.mu.RLock()
-	at, ok := f.missing[name]
+	at, ok := f.missing[string(name)]
 	if !ok {
-		if i := strings.IndexByte(name, '/'); i > 0 {
-			at, ok = f.missing[name[:i+1]]
+		if i := bytes.IndexByte(name, '/'); i > 0 {
+			at, ok = f.missing[string(name[:i+1])]
 		}
 	}
 	f.mu.RUnlock()

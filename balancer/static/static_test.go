@@ -347,9 +347,9 @@ func TestCleanPath(t *testing.T) {
 		{"a", "", false},
 		{"", "", false},
 	} {
-		got, ok := cleanPath([]byte(tc.in))
-		if got != tc.want || ok != tc.ok {
-			t.Errorf("cleanPath(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+		b, ok := cleanPath(nil, []byte(tc.in))
+		if got := string(b); got != tc.want || ok != tc.ok {
+			t.Errorf("cleanPath(%q) = %q, %v; want %q, %v", tc.in, b, ok, tc.want, tc.ok)
 		}
 	}
 }
@@ -466,7 +466,7 @@ func TestMissingCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if f.knownMissing("late.txt") {
+	if f.knownMissing([]byte("late.txt")) {
 		t.Fatal("a name never looked up is known missing")
 	}
 	if _, _, ok := f.open("late.txt"); ok {
@@ -474,17 +474,17 @@ func TestMissingCache(t *testing.T) {
 	}
 	f.rememberMissing("late.txt")
 	os.WriteFile(filepath.Join(dir, "late.txt"), []byte("late"), 0o644)
-	if !f.knownMissing("late.txt") {
+	if !f.knownMissing([]byte("late.txt")) {
 		t.Error("a missing name is looked up again within its TTL")
 	}
 	f.missing["late.txt"] = time.Now().Add(-2 * time.Hour) // the TTL passed
-	if f.knownMissing("late.txt") {
+	if f.knownMissing([]byte("late.txt")) {
 		t.Error("a missing name is still taken as missing after its TTL")
 	}
 	short, _ := New(Config{Dir: dir, Next: next, SiblingTTL: -1})
 	defer short.Close()
 	short.rememberMissing("late.txt")
-	if short.knownMissing("late.txt") {
+	if short.knownMissing([]byte("late.txt")) {
 		t.Error("with a negative SiblingTTL, absence is remembered")
 	}
 }
@@ -507,18 +507,38 @@ func TestMissingDirectory(t *testing.T) {
 	for i := range 10000 {
 		f.ServeExchange(&balancer.Exchange{Req: &h1.Request{Method: []byte("GET"), Target: []byte(fmt.Sprintf("/api/users/%d", i))}})
 	}
-	if toApp != 10000 || len(f.missing) != 1 || !f.knownMissing("api/other") {
+	if toApp != 10000 || len(f.missing) != 1 || !f.knownMissing([]byte("api/other")) {
 		t.Errorf("%d to the app, %d names remembered (%v); want 10000 and one entry for api/", toApp, len(f.missing), f.missing)
 	}
 	f.rememberMissing("assets/a.css")
-	if f.knownMissing("assets/b.css") || !f.knownMissing("assets/a.css") {
+	if f.knownMissing([]byte("assets/b.css")) || !f.knownMissing([]byte("assets/a.css")) {
 		t.Error("a name under an existing directory stands for its siblings")
 	}
 	os.MkdirAll(filepath.Join(dir, "api", "users"), 0o755)
 	os.WriteFile(filepath.Join(dir, "api", "users", "7"), []byte("seven"), 0o644)
 	f.missing["api/"] = time.Now().Add(-2 * time.Hour) // the TTL passed
-	if f.knownMissing("api/users/7") {
+	if f.knownMissing([]byte("api/users/7")) {
 		t.Error("a directory made later is still taken as missing after the TTL")
+	}
+}
+
+// TestAppRouteAllocatesNothing: a GET that is no file (an app route, a
+// cached page) passes this link without an allocation, once its name or
+// first segment is known missing.
+func TestAppRouteAllocatesNothing(t *testing.T) {
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "assets"), 0o755)
+	f, err := New(Config{Dir: dir, Next: balancer.HandlerFunc(func(*balancer.Exchange) {}), SiblingTTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, target := range []string{"/api/users/7", "/cached", "/assets/gone.css", "/"} {
+		x := &balancer.Exchange{Req: &h1.Request{Method: []byte("GET"), Target: []byte(target)}}
+		f.ServeExchange(x) // remembers it missing
+		if n := testing.AllocsPerRun(1000, func() { f.ServeExchange(x) }); n != 0 {
+			t.Errorf("GET %s, no file: %v allocations per request, want 0", target, n)
+		}
 	}
 }
 
