@@ -140,6 +140,20 @@ const (
 	kindTrailer
 )
 
+// unprotect ends the protection of the previous head, whose slices are
+// invalid from here: a new head is about to be read. With nothing
+// buffered, the next read starts at the bottom of the buffer again.
+func (r *Reader) unprotect() {
+	r.floor = 0
+	if r.retired != nil {
+		bufPool.Put(r.retired)
+		r.retired = nil
+	}
+	if r.r == r.w && r.buf != nil {
+		r.r, r.w = 0, 0
+	}
+}
+
 // readHead finds the end of a head (or trailer section) that starts at r.r,
 // reading as needed, and consumes it: buf[start:end] is the head, ending
 // in its empty line. Every line must end in CRLF. A request may be preceded
@@ -147,15 +161,7 @@ const (
 func (r *Reader) readHead(kind headKind, flush func() error) (start, end int, err error) {
 	lim := &r.lim
 	if kind != kindTrailer {
-		// The previous head is no longer protected.
-		r.floor = 0
-		if r.retired != nil {
-			bufPool.Put(r.retired)
-			r.retired = nil
-		}
-		if r.r == r.w && r.buf != nil {
-			r.r, r.w = 0, 0
-		}
+		r.unprotect()
 	}
 	start, scan, lineStart := r.r, r.r, r.r
 	lines, skipped := 0, 0

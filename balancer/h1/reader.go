@@ -123,8 +123,14 @@ func (r *Reader) Release() {
 // Fill reads once from the connection into the buffer, waiting for at
 // least one byte: for a caller that makes the read itself begin
 // something (sockio.Conn.Stage). An error is also kept for the next read
-// to report.
-func (r *Reader) Fill() error { return r.fill() }
+// to report. It is the start of the next head, as ReadRequest and
+// ReadResponse are: the previous head's slices are invalid from here.
+// (Protecting them would let each message start where the last head
+// ended, creeping up the buffer until it had to move to a new array.)
+func (r *Reader) Fill() error {
+	r.unprotect()
+	return r.fill()
+}
 
 // Buffered is the number of bytes read from the connection and not yet
 // consumed.

@@ -574,3 +574,36 @@ func TestOneReadPerSmallRequest(t *testing.T) {
 		t.Fatalf("%d reads for a %d-byte request, want 1", c.calls, len(in))
 	}
 }
+
+// TestFillThenReadResponseKeepsItsBuffer: a worker connection whose
+// answers are first read by Fill (the request staged in that read, as the
+// proxy does) reads every answer at the bottom of its one buffer. When
+// Fill kept the previous head protected, each answer began where the last
+// head ended, and every couple of hundred answers the buffer had to move
+// to a new 32 KiB array.
+func TestFillThenReadResponseKeepsItsBuffer(t *testing.T) {
+	msg := "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 12\r\n" +
+		"Date: Sun, 06 Dec 2026 22:00:35 GMT\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\nhello world\n"
+	r := NewReaderSize(&loopReader{msg: []byte(msg)}, Limits{}, 32<<10)
+	var resp Response
+	get := []byte("GET")
+	answer := func() {
+		if err := r.Fill(); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.ReadResponse(&resp); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Body(resp.BodyLength(get)).CopyTo(io.Discard, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	answer()
+	first := &r.buf[0]
+	if n := testing.AllocsPerRun(1000, answer); n != 0 {
+		t.Errorf("%v allocations per answer, want 0", n)
+	}
+	if &r.buf[0] != first || r.r != len(msg) {
+		t.Errorf("after 1,000 answers the buffer moved or the read position crept up to %d; want the same array, reading at 0", r.r)
+	}
+}
