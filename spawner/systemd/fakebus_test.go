@@ -29,8 +29,8 @@ type fakeBus struct {
 	// setup of the unit.
 	failNext   int
 	failStatus int32
-	matches int             // match rules in place
-	closed  bool
+	matches    int // match rules in place
+	closed     bool
 	// app, if set, runs (in a goroutine) when a service starts: the
 	// worker's process as the test scripts it.
 	app func(unit string)
