@@ -18,6 +18,7 @@ test:
 	$(GO) vet ./...
 	$(GO) build -o bin/testsummary ./packaging/testsummary
 	./bin/testsummary -go $(GO) -- -race -count=1 -timeout 40m ./...
+	$(GO) test -race -count=1 ./balancer/ -args -engine=loop
 
 # The benchmark (bench/README.md): wrk against berth, nginx, Node's cluster
 # module and Passenger, in interleaved rounds; writes bench/RESULTS.md.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"berth/balancer/h1"
+	"berth/balancer/loop"
 )
 
 // Handler answers one request. The front door hands every request it reads
@@ -64,6 +65,32 @@ type Exchange struct {
 	conn *conn     // the HTTP/1.1 connection, or nil
 	h2   *h2Stream // the HTTP/2 stream, or nil
 	loc  *local    // a request made by Do, or nil
+}
+
+// Detach is for a link about to wait on anything but a socket (a
+// channel, a lock held long): on an event loop the exchange leaves the
+// loop for the wait, which would otherwise stall every connection on it.
+// Attach brings it back; both do nothing on the goroutine engine.
+func (x *Exchange) Detach() {
+	if x.conn != nil && x.conn.task != nil {
+		x.conn.task.Detach()
+	}
+}
+
+// Attach ends what Detach began.
+func (x *Exchange) Attach() {
+	if x.conn != nil && x.conn.task != nil {
+		x.conn.task.Attach()
+	}
+}
+
+// task is the event loop's Task the exchange runs as, nil on the
+// goroutine engine or while detached.
+func (x *Exchange) task() *loop.Task {
+	if x.conn == nil || x.conn.task == nil {
+		return nil
+	}
+	return x.conn.task
 }
 
 // Context ends when the client goes away or berth stops at once; for a

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"berth/balancer/h1"
+	"berth/balancer/loop"
 	"berth/balancer/sockio"
 )
 
@@ -57,6 +58,10 @@ type conn struct {
 	// up is the worker connection an exchange is using, so Close can
 	// break a wait on it.
 	up atomic.Pointer[upConn]
+
+	// task is the event loop's Task the connection runs as, nil on the
+	// goroutine engine.
+	task *loop.Task
 }
 
 // bufWriters holds the connections' write buffers, taken for an exchange

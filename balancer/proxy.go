@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"berth/balancer/h1"
+	"berth/balancer/loop"
 	"berth/balancer/sockio"
 	"berth/balancer/trust"
 )
@@ -114,7 +115,9 @@ func (p *Proxy) ServeExchange(x *Exchange) {
 		var err error
 		if up == nil {
 			t0 := time.Now()
+			x.Detach()
 			up, err = p.cfg.Pool.AcquirePreferring(x.Context(), sticky, tried)
+			x.Attach()
 			x.QueueWait += time.Since(t0)
 		}
 		if err != nil {
@@ -135,7 +138,7 @@ func (p *Proxy) ServeExchange(x *Exchange) {
 
 // forward carries x to up and its answer back.
 func (p *Proxy) forward(x *Exchange, up *Upstream, lastTry bool, sticky []byte) outcome {
-	uc, err := up.getConn(x.Context())
+	uc, err := up.getConn(x.Context(), x.task())
 	if err != nil {
 		if !lastTry {
 			p.log.Warn("worker refused a connection; trying another", "worker", up.Name, "err", err)
@@ -627,6 +630,15 @@ func (p *Proxy) tunnel(x *Exchange, uc *upConn) {
 		}
 	}
 	wc := sockio.Detach(uc.c) // both ways at once, spliced
+	if t := x.task(); t != nil {
+		lc, ok1 := client.(*loop.Conn)
+		lw, ok2 := wc.(*loop.Conn)
+		if ok1 && ok2 {
+			tunnelOnLoop(t, lc, lw)
+			return
+		}
+	}
+	x.Detach() // for good: two directions at once
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -639,6 +651,21 @@ func (p *Proxy) tunnel(x *Exchange, uc *upConn) {
 	client.Close()
 	uc.c.Close()
 	<-done
+}
+
+// tunnelOnLoop is tunnel's copying on an event loop: the client-to-worker
+// direction runs as a second Task of the same loop, so that an idle
+// WebSocket holds no goroutine and no thread.
+func tunnelOnLoop(t *loop.Task, client, worker *loop.Conn) {
+	t.Loop().Go(func(up *loop.Task) {
+		client.BindReader(up)
+		worker.BindWriter(up)
+		io.Copy(worker, client)
+		worker.CloseWrite()
+	})
+	io.Copy(client, worker)
+	client.Close()
+	worker.Close()
 }
 
 var errClientWrite = errors.New("balancer: client write failed")

@@ -3,6 +3,7 @@ package balancer
 import (
 	"context"
 	"errors"
+	"flag"
 	"io"
 	"net"
 	"net/http"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"berth/balancer/loop"
 )
 
 // worker serves h on a Unix socket in dir and returns its Upstream.
@@ -25,6 +28,33 @@ func worker(t *testing.T, name string, h http.HandlerFunc) (*Upstream, *httptest
 	s.Start()
 	t.Cleanup(s.Close)
 	return &Upstream{Name: name, Network: "unix", Addr: path}, s
+}
+
+// engine is what serves the test servers' connections: goroutine (berth
+// serve's default) or loop. `make test` runs this package once with each.
+var engine = flag.String("engine", "goroutine", "goroutine or loop: what serves the test servers' connections")
+
+// testLoops returns two event loops, closed when the test ends, or nil
+// with -engine=goroutine.
+func testLoops(t *testing.T) []*loop.Loop {
+	t.Helper()
+	switch *engine {
+	case "goroutine":
+		return nil
+	case "loop":
+	default:
+		t.Fatalf("-engine=%q: want loop or goroutine", *engine)
+	}
+	var loops []*loop.Loop
+	for range 2 {
+		lp, err := loop.New(loop.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { lp.Close() })
+		loops = append(loops, lp)
+	}
+	return loops
 }
 
 // frontDoor is a running Server in front of a Pool, for tests.
@@ -60,7 +90,7 @@ func serveHandler(t *testing.T, h Handler) *frontDoor {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := NewServer(ServerConfig{Handler: h, Listeners: []net.Listener{l}})
+	srv, err := NewServer(ServerConfig{Handler: h, Listeners: []net.Listener{l}, Loops: testLoops(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"berth/balancer/h1"
+	"berth/balancer/loop"
 )
 
 // ServerConfig configures a Server. Handler is required.
@@ -29,6 +32,11 @@ type ServerConfig struct {
 	// server, whose streams reach Handler as Exchanges. If false, such a
 	// connection is closed.
 	HTTP2 bool
+	// Loops, if any, serve the plain (not TLS) connections of TCP and
+	// Unix listeners as Tasks of these event loops, each new connection
+	// on the loop with the fewest; the others stay on goroutines. If
+	// nil, every connection has a goroutine.
+	Loops []*loop.Loop
 	// Limits bound a request head; the zero value takes h1's defaults.
 	Limits h1.Limits
 	// HeaderTimeout is how long a client may take to send a request head
@@ -58,6 +66,29 @@ const (
 // on its way.
 const newConnGrace = 5 * time.Second
 
+// A Gate is a listener wrapper that limits connections (balancer/limits),
+// seen by an accept loop that takes connections from the listener it
+// wraps itself: the event loops', which accept raw descriptors.
+type Gate interface {
+	net.Listener
+	// Unwrap returns the wrapped listener.
+	Unwrap() net.Listener
+	// Enter waits for room for one more connection; net.ErrClosed once
+	// the listener is closed.
+	Enter() (Pass, error)
+}
+
+// A Pass is a place a Gate gave for one connection.
+type Pass interface {
+	// Admit counts the connection accepted from remote; false means it
+	// must be closed (its address is at its limit), and the pass is given
+	// back.
+	Admit(remote net.Addr) bool
+	// Done gives the place back: the connection closed, or none was
+	// accepted. Calls after the first do nothing.
+	Done()
+}
+
 // ErrServerClosed is returned by Serve after Shutdown or Close.
 var ErrServerClosed = errors.New("balancer: server closed")
 
@@ -78,9 +109,11 @@ type Server struct {
 	conns    map[*conn]struct{}
 	changed  chan struct{} // closed and replaced when a connection ends or goes idle
 	wg       sync.WaitGroup
-	serving  sync.WaitGroup // accept loops
-	h2       *h2Front       // nil without HTTP2
-	h2done   chan struct{}  // closed when the HTTP/2 server's loop ended
+	serving  sync.WaitGroup   // accept loops
+	h2       *h2Front         // nil without HTTP2
+	loopLs   []*loop.Listener // the event loops' own listeners; under mu
+	adopting atomic.Int64     // connections accepted for a loop whose Task has not started
+	h2done   chan struct{}    // closed when the HTTP/2 server's loop ended
 }
 
 // NewServer returns a Server; Serve starts it.
@@ -143,6 +176,17 @@ func (s *Server) Serve(ctx context.Context) error {
 // accept runs one listener's accept loop; it returns nil once the
 // listener was closed by Shutdown or Close.
 func (s *Server) accept(l net.Listener, tls bool) error {
+	if len(s.cfg.Loops) > 0 && !tls {
+		inner := l
+		g, gated := l.(Gate)
+		if gated {
+			inner = g.Unwrap()
+		}
+		switch inner.(type) {
+		case *net.TCPListener, *net.UnixListener:
+			return s.acceptLoops(inner, g)
+		}
+	}
 	var pause time.Duration
 	for {
 		c, err := l.Accept()
@@ -168,6 +212,90 @@ func (s *Server) accept(l net.Listener, tls bool) error {
 			continue
 		}
 		go cn.serve()
+	}
+}
+
+// acceptLoops is accept for the event loops: it accepts raw descriptors
+// (the runtime's poller never sees them) and hands each to the loop with
+// the fewest Tasks. If gate is not nil, its limits apply.
+func (s *Server) acceptLoops(l net.Listener, gate Gate) error {
+	ll, err := loop.Listen(l)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.loopLs = append(s.loopLs, ll)
+	s.mu.Unlock()
+	if s.shutting.Load() {
+		ll.Close() // Shutdown or Close came first and missed it
+	}
+	var pause time.Duration
+	for {
+		var p Pass
+		if gate != nil {
+			if p, err = gate.Enter(); err != nil {
+				if s.shutting.Load() || s.ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
+		}
+		fd, remote, err := ll.Accept()
+		if err != nil {
+			if p != nil {
+				p.Done()
+			}
+			if s.shutting.Load() || s.ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) || errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.ENOMEM) {
+				pause = min(max(2*pause, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; retrying", "addr", l.Addr().String(), "err", err, "pause", pause)
+				time.Sleep(pause)
+				continue
+			}
+			return err
+		}
+		pause = 0
+		if p != nil {
+			if !p.Admit(remote) { // over its address's limit
+				unix.Close(fd)
+				continue
+			}
+		}
+		lp := s.cfg.Loops[0]
+		for _, o := range s.cfg.Loops[1:] {
+			if o.Load() < lp.Load() {
+				lp = o
+			}
+		}
+		// Until its Task starts, Shutdown counts the connection as one
+		// that has yet to send its request.
+		s.adopting.Add(1)
+		lp.Adopt(fd, func(t *loop.Task, c *loop.Conn, err error) {
+			var cn *conn
+			if err == nil {
+				cn = s.newConn(c, false)
+			} else {
+				s.log.Warn("connection dropped", "addr", l.Addr().String(), "err", err)
+			}
+			s.adopting.Add(-1)
+			if cn == nil {
+				if c != nil {
+					c.Close()
+				}
+				if p != nil {
+					p.Done()
+				}
+				return
+			}
+			cn.task = t
+			cn.serve()
+			c.Close()
+			if p != nil {
+				p.Done()
+			}
+		})
 	}
 }
 
@@ -225,10 +353,8 @@ func (s *Server) Draining() bool { return s.shutting.Load() }
 // gone, or ctx's error when ctx ends first; Close then ends the rest.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutting.Store(true)
-	for _, l := range s.cfg.Listeners {
-		l.Close()
-	}
-	s.serving.Wait() // every accepted connection is tracked now
+	s.closeListeners()
+	s.serving.Wait() // every accepted connection is tracked now, or adopting
 	h2err := make(chan error, 1)
 	if s.h2 != nil {
 		// GOAWAY on every HTTP/2 connection; their streams finish.
@@ -241,7 +367,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	defer tick.Stop()
 	for {
 		s.mu.Lock()
-		left := 0
+		left := int(s.adopting.Load())
 		for cn := range s.conns {
 			if cn.state.Load() != stateHijacked {
 				left++
@@ -268,9 +394,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 func (s *Server) Close() error {
 	s.shutting.Store(true)
 	s.cancel()
-	for _, l := range s.cfg.Listeners {
-		l.Close()
-	}
+	s.closeListeners()
 	s.closeConns()
 	s.wg.Wait()
 	if s.h2 != nil {
@@ -281,6 +405,18 @@ func (s *Server) Close() error {
 		}
 	}
 	return nil
+}
+
+// closeListeners closes the public listeners and the loops' own.
+func (s *Server) closeListeners() {
+	for _, l := range s.cfg.Listeners {
+		l.Close()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.loopLs {
+		l.Close()
+	}
 }
 
 // closeConns closes every connection and the worker connection it uses.

@@ -6,14 +6,18 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 )
 
-func TestUpgradePassesThrough(t *testing.T) {
-	p := NewPool(PoolConfig{})
+// echoUpgradeWorker is a worker that switches to the "echo" protocol:
+// each line it reads comes back prefixed with "echo: ".
+func echoUpgradeWorker(t *testing.T) *Upstream {
+	t.Helper()
 	up, _ := worker(t, "w1", func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Upgrade") != "echo" {
 			http.Error(w, "want Upgrade: echo", 400)
@@ -35,6 +39,12 @@ func TestUpgradePassesThrough(t *testing.T) {
 			rw.Flush()
 		}
 	})
+	return up
+}
+
+func TestUpgradePassesThrough(t *testing.T) {
+	p := NewPool(PoolConfig{})
+	up := echoUpgradeWorker(t)
 	p.Add(up)
 	s := serve(t, p)
 	c, err := net.Dial("tcp", strings.TrimPrefix(s.URL, "http://"))
@@ -86,4 +96,75 @@ func TestConnectionsToWorkersAreReused(t *testing.T) {
 	if n := conns.Load(); n != 1 {
 		t.Errorf("20 sequential requests opened %d connections to the worker, want 1", n)
 	}
+}
+
+// On the event loops an idle tunnel holds no thread: both directions are
+// Tasks of the client's loop. (Detached, each would block a thread in
+// poll(2) per direction.)
+func TestIdleTunnelsHoldNoThreads(t *testing.T) {
+	if *engine != "loop" {
+		t.Skip("tunnels are goroutines on the goroutine engine; `make test` runs this with -engine=loop")
+	}
+	p := NewPool(PoolConfig{})
+	up := echoUpgradeWorker(t)
+	p.Add(up)
+	s := serve(t, p)
+	const n = 40
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	roundTrip := func(c net.Conn, r *bufio.Reader, msg string) {
+		t.Helper()
+		fmt.Fprintf(c, "%s\n", msg)
+		if got, err := r.ReadString('\n'); err != nil || got != "echo: "+msg+"\n" {
+			t.Fatalf("round trip %q: got %q, %v", msg, got, err)
+		}
+	}
+	before := threads(t)
+	var readers []*bufio.Reader
+	for range n {
+		c, err := net.Dial("tcp", s.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(c, "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		r := bufio.NewReader(c)
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil || resp.StatusCode != 101 {
+			t.Fatalf("upgrade: %v %v", resp, err)
+		}
+		roundTrip(c, r, "hello")
+		readers = append(readers, r)
+	}
+	if grew := threads(t) - before; grew >= n/2 {
+		t.Fatalf("%d idle tunnels grew the process by %d threads", n, grew)
+	}
+	for i, c := range conns {
+		roundTrip(c, readers[i], "again")
+	}
+}
+
+// threads is the process's thread count, from /proc.
+func threads(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Skipf("thread count: %v", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Threads:"); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatal("no Threads line in /proc/self/status")
+	return 0
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"berth/balancer/h1"
+	"berth/balancer/loop"
 	"berth/balancer/sockio"
 )
 
@@ -29,10 +30,11 @@ type Upstream struct {
 	served   atomic.Uint64
 	hold     atomic.Uint32 // Hold* reasons it gets no new request
 
-	mu      sync.Mutex // protects idle, retired, drained
-	idle    []*upConn  // most recently used last
-	retired bool
-	drained chan struct{} // closed when retired and no request is in flight
+	mu       sync.Mutex               // protects idle, loopIdle, retired, drained
+	idle     []*upConn                // most recently used last
+	loopIdle map[*loop.Loop][]*upConn // an event loop's own, likewise
+	retired  bool
+	drained  chan struct{} // closed when retired and no request is in flight
 
 	out atomic.Bool // retired: Release checks it without the lock
 }
@@ -68,6 +70,10 @@ type upConn struct {
 	used  time.Time // when it was last put back idle
 	reuse bool      // it carried a request before this one
 	body  errReader
+	// lc is c's event-loop socket and lp its loop, nil for a connection
+	// of the goroutine engine.
+	lc *loop.Conn
+	lp *loop.Loop
 	// limit is the read deadline's span while an answer is read (the
 	// maximum request time), zero for none; rdl is the deadline armed.
 	limit time.Duration
@@ -162,27 +168,49 @@ func (e *errReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// getConn returns an idle connection to u, or dials a new one.
-func (u *Upstream) getConn(ctx context.Context) (*upConn, error) {
+// getConn returns an idle connection to u, or dials a new one. On an
+// event loop (t not nil) the connection is the loop's own, bound to t.
+func (u *Upstream) getConn(ctx context.Context, t *loop.Task) (*upConn, error) {
+	var lp *loop.Loop
+	if t != nil {
+		lp = t.Loop()
+	}
 	u.mu.Lock()
-	for len(u.idle) > 0 {
-		uc := u.idle[len(u.idle)-1]
-		u.idle[len(u.idle)-1] = nil
-		u.idle = u.idle[:len(u.idle)-1]
+	idle := u.idle
+	if lp != nil {
+		idle = u.loopIdle[lp]
+	}
+	for len(idle) > 0 {
+		uc := idle[len(idle)-1]
+		idle[len(idle)-1] = nil
+		idle = idle[:len(idle)-1]
 		if time.Since(uc.used) < upIdleTimeout {
+			u.setIdleLocked(lp, idle)
 			u.mu.Unlock()
 			uc.reuse = true
+			if uc.lc != nil {
+				uc.lc.Bind(t)
+			}
 			return uc, nil
 		}
 		uc.c.Close()
 	}
+	u.setIdleLocked(lp, idle)
 	u.mu.Unlock()
-	var d net.Dialer
-	c, err := d.DialContext(ctx, u.Network, u.Addr)
+	var c net.Conn
+	var lc *loop.Conn
+	var err error
+	if t != nil {
+		lc, err = t.Dial(u.Network, u.Addr)
+		c = lc
+	} else {
+		var d net.Dialer
+		c, err = d.DialContext(ctx, u.Network, u.Addr)
+	}
 	if err != nil {
 		return nil, err
 	}
-	uc := &upConn{up: u, c: c, rw: c}
+	uc := &upConn{up: u, c: c, rw: c, lc: lc, lp: lp}
 	if sc := sockio.New(c); sc != nil {
 		uc.c, uc.rw = sc, sc
 	}
@@ -192,11 +220,28 @@ func (u *Upstream) getConn(ctx context.Context) (*upConn, error) {
 	return uc, nil
 }
 
+// setIdleLocked stores the idle list of loop lp (nil: the goroutine
+// engine's).
+func (u *Upstream) setIdleLocked(lp *loop.Loop, idle []*upConn) {
+	if lp == nil {
+		u.idle = idle
+		return
+	}
+	if u.loopIdle == nil {
+		u.loopIdle = make(map[*loop.Loop][]*upConn)
+	}
+	u.loopIdle[lp] = idle
+}
+
 // putConn returns a connection that finished an exchange cleanly.
 func (u *Upstream) putConn(uc *upConn) {
 	uc.used = time.Now()
 	u.mu.Lock()
-	if u.retired || len(u.idle) >= upMaxIdle {
+	idle := u.idle
+	if uc.lp != nil {
+		idle = u.loopIdle[uc.lp]
+	}
+	if u.retired || len(idle) >= upMaxIdle {
 		u.mu.Unlock()
 		uc.c.Close()
 		return
@@ -204,16 +249,16 @@ func (u *Upstream) putConn(uc *upConn) {
 	// The oldest idle connections are past their time: drop them here
 	// rather than keep a reaper goroutine.
 	drop := 0
-	for drop < len(u.idle) && uc.used.Sub(u.idle[drop].used) >= upIdleTimeout {
-		u.idle[drop].c.Close()
+	for drop < len(idle) && uc.used.Sub(idle[drop].used) >= upIdleTimeout {
+		idle[drop].c.Close()
 		drop++
 	}
 	if drop > 0 {
-		n := copy(u.idle, u.idle[drop:])
-		clear(u.idle[n:])
-		u.idle = u.idle[:n]
+		n := copy(idle, idle[drop:])
+		clear(idle[n:])
+		idle = idle[:n]
 	}
-	u.idle = append(u.idle, uc)
+	u.setIdleLocked(uc.lp, append(idle, uc))
 	u.mu.Unlock()
 }
 
@@ -223,6 +268,10 @@ func (u *Upstream) dropIdle() {
 	u.mu.Lock()
 	idle := u.idle
 	u.idle = nil
+	for lp, li := range u.loopIdle {
+		idle = append(idle, li...)
+		delete(u.loopIdle, lp)
+	}
 	u.mu.Unlock()
 	for _, uc := range idle {
 		uc.c.Close()

@@ -251,7 +251,7 @@ func (h *harness) install(ctx context.Context) error {
 	var keep []*peer
 	for _, p := range h.peers {
 		switch {
-		case p.name == "berth":
+		case strings.HasPrefix(p.name, "berth"):
 			if _, err := os.Stat(h.berth); err != nil {
 				h.skipped = append(h.skipped, fmt.Sprintf("berth: %s not found (run `make build`, or use `make bench`)", h.berth))
 				continue

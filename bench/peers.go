@@ -66,7 +66,17 @@ func allPeers() []*peer {
 			name:  "berth",
 			about: "`bin/berth serve APP --workers 2 --listen 127.0.0.1:PORT --spawner exec` (standalone)",
 			front: true,
-			start: startBerth,
+			start: func(ctx context.Context, h *harness, in *instance) error {
+				return startBerth(ctx, h, in)
+			},
+		},
+		{
+			name:  "berth-loop",
+			about: "berth as above, with `--engine loop` (experimental: an event loop per core)",
+			front: true,
+			start: func(ctx context.Context, h *harness, in *instance) error {
+				return startBerth(ctx, h, in, "--engine", "loop")
+			},
 		},
 		{
 			name:  "passenger",
@@ -143,7 +153,7 @@ func startCluster(_ context.Context, h *harness, in *instance) error {
 		"BENCH_LISTEN="+strconv.Itoa(in.port), "BENCH_WORKERS="+strconv.Itoa(appProcs))
 }
 
-func startBerth(_ context.Context, h *harness, in *instance) error {
+func startBerth(_ context.Context, h *harness, in *instance, args ...string) error {
 	in.wantApps = appProcs
 	in.berth = fmt.Sprintf("bench-%d", os.Getpid())
 	argv := []string{h.berth, "serve", in.appDir,
@@ -152,6 +162,7 @@ func startBerth(_ context.Context, h *harness, in *instance) error {
 		"--spawner", "exec",
 		"--name", in.berth,
 	}
+	argv = append(argv, args...)
 	return in.launch("berth", append(argv, h.berthArgs...), in.appDir)
 }
 

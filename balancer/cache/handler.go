@@ -299,7 +299,10 @@ func (c *Cache) coalesce(next balancer.Handler, x *balancer.Exchange, h *head, k
 			return
 		}
 		start := time.Now()
-		if !c.wait(x, f) {
+		x.Detach()
+		landed := c.wait(x, f)
+		x.Attach()
+		if !landed {
 			break
 		}
 		if f.errStatus != 0 && old != nil {

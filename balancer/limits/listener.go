@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+
+	"berth/balancer"
 )
 
 // ListenerConfig configures a Listener. The zero value limits nothing.
@@ -61,37 +63,76 @@ func (l *Listener) Open() int64 { return l.open.Load() }
 // address's PerIP is closed and the next one accepted.
 func (l *Listener) Accept() (net.Conn, error) {
 	for {
-		if l.slots != nil {
-			select {
-			case l.slots <- struct{}{}:
-			case <-l.closed:
-				return nil, net.ErrClosed
-			}
+		p, err := l.Enter()
+		if err != nil {
+			return nil, err
 		}
 		c, err := l.Listener.Accept()
 		if err != nil {
-			l.release()
+			p.Done()
 			return nil, err
 		}
-		addr, counted := l.admit(c)
-		if !counted && addr.IsValid() {
+		if !p.Admit(c.RemoteAddr()) {
 			c.Close()
-			l.release()
 			continue
 		}
-		l.open.Add(1)
-		return &conn{Conn: c, l: l, addr: addr}, nil
+		return &conn{Conn: c, p: p.(*pass)}, nil
 	}
 }
 
-// admit counts c against its address; it reports false when the address
-// is at PerIP (addr is then valid), and an invalid addr when c is not
-// counted at all.
-func (l *Listener) admit(c net.Conn) (netip.Addr, bool) {
-	if l.cfg.PerIP <= 0 {
+// Unwrap returns the wrapped listener, for an accept loop that applies
+// the limits itself through Enter (balancer.Gate).
+func (l *Listener) Unwrap() net.Listener { return l.Listener }
+
+// Enter waits for a free slot and returns the pass that holds it, or
+// net.ErrClosed once the listener is closed.
+func (l *Listener) Enter() (balancer.Pass, error) {
+	if l.slots != nil {
+		select {
+		case l.slots <- struct{}{}:
+		case <-l.closed:
+			return nil, net.ErrClosed
+		}
+	}
+	return &pass{l: l}, nil
+}
+
+// A pass holds one connection's slot and its count for its address.
+type pass struct {
+	l        *Listener
+	addr     netip.Addr // counted against PerIP; invalid if not counted
+	admitted bool
+	done     atomic.Bool
+}
+
+// Admit counts the connection from remote; false when its address is at
+// PerIP: the pass is then given back and the connection is to be closed.
+func (p *pass) Admit(remote net.Addr) bool {
+	addr, ok := p.l.admit(remote)
+	if !ok {
+		p.Done()
+		return false
+	}
+	p.addr, p.admitted = addr, true
+	p.l.open.Add(1)
+	return true
+}
+
+// Done gives the slot back, once: the connection closed, or none came.
+func (p *pass) Done() {
+	if p.done.CompareAndSwap(false, true) {
+		p.l.done(p.addr, p.admitted)
+	}
+}
+
+// admit counts a connection from remote against its address: it reports
+// false when the address is at PerIP, and an invalid addr when the
+// connection is not counted at all.
+func (l *Listener) admit(remote net.Addr) (netip.Addr, bool) {
+	if l.cfg.PerIP <= 0 || remote == nil {
 		return netip.Addr{}, true
 	}
-	ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+	ap, err := netip.ParseAddrPort(remote.String())
 	if err != nil {
 		return netip.Addr{}, true // a Unix socket: not counted
 	}
@@ -104,7 +145,7 @@ func (l *Listener) admit(c net.Conn) (netip.Addr, bool) {
 			l.log.Warn("client at its connection limit; further connections closed", "client", a.String(), "limit", l.cfg.PerIP)
 			l.perIP[a] = n + 1 // logged: not again until it drops below
 		}
-		return a, false
+		return netip.Addr{}, false
 	}
 	l.perIP[a] = n + 1
 	return a, true
@@ -116,8 +157,10 @@ func (l *Listener) release() {
 	}
 }
 
-func (l *Listener) done(addr netip.Addr) {
-	l.open.Add(-1)
+func (l *Listener) done(addr netip.Addr, admitted bool) {
+	if admitted {
+		l.open.Add(-1)
+	}
 	if addr.IsValid() {
 		l.mu.Lock()
 		n := l.perIP[addr]
@@ -140,19 +183,15 @@ func (l *Listener) Close() error {
 	return l.Listener.Close()
 }
 
-// conn gives its slot back once, on Close.
+// conn gives its pass back on Close.
 type conn struct {
 	net.Conn
-	l      *Listener
-	addr   netip.Addr
-	closed atomic.Bool
+	p *pass
 }
 
 func (c *conn) Close() error {
 	err := c.Conn.Close()
-	if c.closed.CompareAndSwap(false, true) {
-		c.l.done(c.addr)
-	}
+	c.p.Done()
 	return err
 }
 

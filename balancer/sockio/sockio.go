@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"time"
 	"unsafe"
+
+	"berth/balancer/loop"
 )
 
 // Conn reads and writes one socket; its other methods are the
@@ -84,7 +86,7 @@ const (
 // listener's): the caller then reads and writes c itself.
 func New(c net.Conn) *Conn {
 	switch c.(type) {
-	case *net.TCPConn, *net.UnixConn:
+	case *net.TCPConn, *net.UnixConn, *loop.Conn:
 	default:
 		return nil
 	}

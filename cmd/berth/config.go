@@ -52,6 +52,7 @@ type serveConfig struct {
 	// TLS on the public listeners (balancer/certs).
 	TLSCert, TLSKey stringList
 	HTTP2           string
+	Engine          string
 	// Client limits (balancer/limits, balancer.ServerConfig).
 	MaxConnections      int
 	MaxConnectionsPerIP int
@@ -153,6 +154,7 @@ func serveCommand(c *serveConfig) *command {
 	fs.Var(&c.TLSCert, "tls-cert", "TLS certificate chain file (PEM) for the public listeners; repeatable with --tls-key, chosen by SNI (a bare name is looked up in $CREDENTIALS_DIRECTORY)")
 	fs.Var(&c.TLSKey, "tls-key", "key file (PEM) of the --tls-cert given in the same position")
 	fs.StringVar(&c.HTTP2, "http2", "on", "offer HTTP/2 by ALPN on TLS listeners: on or off")
+	fs.StringVar(&c.Engine, "engine", "goroutine", "what serves plain HTTP connections: goroutine (one per connection) or loop (experimental: an event loop per core); TLS and PROXY-protocol listeners always use goroutines")
 	fs.IntVar(&c.MaxConnections, "max-connections", 0, "client connections open at once; more wait in the kernel's listen backlog (0: no limit)")
 	fs.IntVar(&c.MaxConnectionsPerIP, "max-connections-per-ip", 0, "client connections open at once from one address; more are closed at once (0: no limit)")
 	fs.StringVar(&c.MaxBodySize, "max-body-size", "100M", "largest request body, bytes or with K, M, G; larger ones get 413 (0: no limit)")
@@ -522,6 +524,11 @@ func (c *serveConfig) validate(set map[string]bool) error {
 	case "on", "off":
 	default:
 		return fmt.Errorf("--http2 %q: want on or off", c.HTTP2)
+	}
+	switch c.Engine {
+	case "goroutine", "loop":
+	default:
+		return fmt.Errorf("--engine %q: want goroutine or loop", c.Engine)
 	}
 	if c.MaxConnections < 0 || c.MaxConnectionsPerIP < 0 {
 		return errors.New("--max-connections and --max-connections-per-ip cannot be negative (0 means no limit)")

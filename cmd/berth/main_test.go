@@ -62,6 +62,11 @@ type berthProc struct {
 	err     error // set before exited is closed
 }
 
+// engineArgs are added to every startBerth command line: TestLoopEngine
+// sets them to run other tests on the event loops. (The package's tests
+// do not run in parallel.)
+var engineArgs []string
+
 var listeningRe = regexp.MustCompile(`msg=listening .*addr=(\S+)`)
 
 // startBerth runs `berth serve APP ARGS…` listening on a free loopback
@@ -69,6 +74,7 @@ var listeningRe = regexp.MustCompile(`msg=listening .*addr=(\S+)`)
 func startBerth(t *testing.T, app string, args ...string) *berthProc {
 	t.Helper()
 	full := append([]string{"serve", app}, args...)
+	full = append(full, engineArgs...)
 	if !strings.Contains(strings.Join(args, " "), "--listen") {
 		full = append(full, "--listen", "127.0.0.1:0")
 	}

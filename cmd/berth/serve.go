@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -25,6 +26,7 @@ import (
 	"berth/balancer/certs"
 	"berth/balancer/h1"
 	"berth/balancer/limits"
+	"berth/balancer/loop"
 	"berth/balancer/metrics"
 	"berth/balancer/sockio"
 	"berth/balancer/static"
@@ -140,7 +142,7 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 	var listenNames []string
 	for _, l := range listeners {
 		log.Info("listening", "addr", l.Addr().String(), "name", l.Name, "inherited", l.Inherited)
-		netListeners = append(netListeners, l)
+		netListeners = append(netListeners, l.Listener)
 		listenNames = append(listenNames, l.Addr().String())
 	}
 	// Connection limits count TCP peers, below the PROXY protocol (whose
@@ -197,8 +199,24 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 	if err != nil {
 		return nil, err
 	}
+	var loops []*loop.Loop
+	if cfg.Engine == "loop" {
+		// One loop per processor Go would use; the loop package adds
+		// one processor for the rest of berth (a loop holds its own
+		// while it waits).
+		n := runtime.GOMAXPROCS(0)
+		for range n {
+			lp, err := loop.New(loop.Config{})
+			if err != nil {
+				return nil, err
+			}
+			loops = append(loops, lp)
+			d.cleanups = append(d.cleanups, func() { lp.Close() })
+		}
+		log.Debug("event loops", "loops", n)
+	}
 	d.front, err = balancer.NewServer(balancer.ServerConfig{
-		Handler: chain, Listeners: netListeners, TLS: tlsOn, HTTP2: cfg.HTTP2 == "on", Log: log,
+		Handler: chain, Listeners: netListeners, TLS: tlsOn, HTTP2: cfg.HTTP2 == "on", Log: log, Loops: loops,
 		Limits:        h1.Limits{MaxHeaderBytes: cfg.MaxHeaderBytes, MaxRequestLine: cfg.MaxRequestLine},
 		HeaderTimeout: cfg.HeaderTimeout, IdleTimeout: cfg.KeepaliveTimeout, BodyTimeout: cfg.ClientTimeout,
 	})

@@ -28,7 +28,7 @@ _berth() {
 		--memory-limit --sticky-sessions --sticky-sessions-cookie-name
 		--exit-idle-time --friendly-error-pages --cache --cache-size
 		--cache-max-entry --cache-vary-cookie
-		--static --static-dir --static-max-age --tls-cert --tls-key --http2
+		--static --static-dir --static-max-age --tls-cert --tls-key --http2 --engine
 		--max-connections --max-connections-per-ip --max-body-size
 		--max-header-bytes --max-request-line --header-timeout
 		--keepalive-timeout --client-timeout --buffering --stream-path"

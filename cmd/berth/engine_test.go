@@ -1,0 +1,26 @@
+package main
+
+import "testing"
+
+// TestLoopEngine runs tests of what users rely on most with
+// `--engine loop`, the event loops (balancer/loop): serving and
+// balancing, forwarded headers, a graceful stop that loses nothing, a
+// poison request costing one worker, WebSockets, connection limits,
+// hostile input, slow clients and static files.
+func TestLoopEngine(t *testing.T) {
+	engineArgs = []string{"--engine", "loop"}
+	t.Cleanup(func() { engineArgs = nil })
+	for name, test := range map[string]func(*testing.T){
+		"HelloTwoWorkersBothServe":    TestHelloTwoWorkersBothServe,
+		"ForwardedHeaders":            TestForwardedHeaders,
+		"GracefulShutdown":            TestGracefulShutdown,
+		"PoisonRequestKillsOneWorker": TestPoisonRequestKillsOneWorker,
+		"SocketIOWebsocket":           TestSocketIOWebsocketThroughBerth,
+		"ClientLimits":                TestClientLimits,
+		"HostileInput":                TestHostileInput,
+		"SlowClientsHoldNoWorker":     TestSlowClientsHoldNoWorker,
+		"StaticFiles":                 TestStaticFiles,
+	} {
+		t.Run(name, test)
+	}
+}
