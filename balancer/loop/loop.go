@@ -44,6 +44,9 @@ type Loop struct {
 	tasks   map[*Task]struct{}
 	maxWait int // milliseconds, -1 for no bound
 
+	idleSince int64        // Unix nanoseconds since the loop found nothing to do, 0 while busy
+	idleWaits atomic.Int64 // waits made through the runtime, for tests
+
 	mu     sync.Mutex // protects posted and stopping
 	posted []func()
 	stop   bool
@@ -174,7 +177,7 @@ func (l *Loop) run() {
 	defer close(l.done)
 	defer releaseProc()
 	for {
-		n, errno := epollWait(l.ep, l.evs, l.timeout())
+		n, errno := l.wait()
 		if errno != 0 && errno != unix.EINTR {
 			panic(fmt.Sprintf("loop: epoll_pwait: %v", errno))
 		}
@@ -198,6 +201,49 @@ func (l *Loop) run() {
 		}
 		l.fireTimers()
 	}
+}
+
+// idleAfter is how long a loop with nothing to do keeps its processor.
+// Beyond it, the loop waits through the runtime, which gives the
+// processor to others meanwhile: held, the runtime's monitor would take
+// the loop for a goroutine that never yields and preempt it every 10 ms,
+// a hundred wake-ups a second for an idle server.
+const idleAfter = 20 * time.Millisecond
+
+// wait waits for events: holding the processor while the loop is busy
+// or only just idle, through the runtime once it has been idle for
+// idleAfter.
+func (l *Loop) wait() (int, syscall.Errno) {
+	to := l.timeout()
+	if to == 0 {
+		l.idleSince = 0
+		return epollWait(l.ep, l.evs, 0)
+	}
+	now := time.Now()
+	if l.idleSince == 0 {
+		l.idleSince = now.UnixNano()
+	}
+	left := idleAfter - time.Duration(now.UnixNano()-l.idleSince)
+	if left > 0 {
+		ms := int((left + time.Millisecond - 1) / time.Millisecond)
+		if to > 0 {
+			ms = min(ms, to)
+		}
+		n, errno := epollWait(l.ep, l.evs, ms)
+		if n > 0 {
+			l.idleSince = 0
+		}
+		return n, errno
+	}
+	l.idleWaits.Add(1)
+	n, err := unix.EpollWait(l.ep, l.evs, to)
+	if n > 0 {
+		l.idleSince = 0
+	}
+	if err != nil {
+		return 0, err.(syscall.Errno)
+	}
+	return n, 0
 }
 
 // epollWait waits for events without the runtime's system-call

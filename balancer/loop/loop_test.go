@@ -409,3 +409,19 @@ func TestLoopsLeaveAProcessor(t *testing.T) {
 		t.Fatalf("GOMAXPROCS %d with %d loops running: nothing left for other goroutines", got, n)
 	}
 }
+
+// An idle loop stops holding its processor: after idleAfter with nothing
+// to do it waits through the runtime, and a Post still wakes it at once.
+func TestIdleLoopWaitsThroughTheRuntime(t *testing.T) {
+	l := newLoop(t)
+	deadline := time.Now().Add(5 * time.Second)
+	for l.idleWaits.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no wait through the runtime after 5 s idle (idleAfter is %v)", idleAfter)
+		}
+		runtime.Gosched()
+	}
+	ran := make(chan struct{})
+	l.Post(func() { close(ran) })
+	within(t, ran, 5*time.Second, "a Post to an idle loop")
+}
