@@ -196,11 +196,7 @@ func (s *Server) accept(l net.Listener, tls bool) error {
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
-				// Out of file descriptors or the like: wait and go on,
-				// as net/http does; the kernel keeps the backlog.
-				pause = min(max(2*pause, 5*time.Millisecond), time.Second)
-				s.log.Warn("accept failed; retrying", "addr", l.Addr().String(), "err", err, "pause", pause)
-				time.Sleep(pause)
+				s.acceptPause(l, err, &pause)
 				continue
 			}
 			return err
@@ -249,9 +245,7 @@ func (s *Server) acceptLoops(l net.Listener, gate Gate) error {
 				return nil
 			}
 			if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) || errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.ENOMEM) {
-				pause = min(max(2*pause, 5*time.Millisecond), time.Second)
-				s.log.Warn("accept failed; retrying", "addr", l.Addr().String(), "err", err, "pause", pause)
-				time.Sleep(pause)
+				s.acceptPause(l, err, &pause)
 				continue
 			}
 			return err
@@ -297,6 +291,15 @@ func (s *Server) acceptLoops(l net.Listener, gate Gate) error {
 			}
 		})
 	}
+}
+
+// acceptPause waits after an accept that failed for want of resources
+// (out of file descriptors or the like), longer each time up to a
+// second, as net/http does: the kernel keeps the backlog meanwhile.
+func (s *Server) acceptPause(l net.Listener, err error, pause *time.Duration) {
+	*pause = min(max(2**pause, 5*time.Millisecond), time.Second)
+	s.log.Warn("accept failed; retrying", "addr", l.Addr().String(), "err", err, "pause", *pause)
+	time.Sleep(*pause)
 }
 
 func isTemporary(err error) bool {

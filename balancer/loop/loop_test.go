@@ -148,11 +148,10 @@ func TestReadDeadline(t *testing.T) {
 	}
 }
 
-// A deadline set from another goroutine ends a wait that has none: how
-// the front door breaks a connection's wait when it drains.
-func TestDeadlineSetFromElsewhere(t *testing.T) {
-	l := newLoop(t)
-	fd, _ := pair(t)
+// adoptReader runs a Task on l that reads fd once; it returns the Conn
+// once the Task has started, and where the read's error will come.
+func adoptReader(t *testing.T, l *Loop, fd int) (*Conn, <-chan error) {
+	t.Helper()
 	conn := make(chan *Conn, 1)
 	done := make(chan error, 1)
 	l.Adopt(fd, func(_ *Task, c *Conn, _ error) {
@@ -160,7 +159,14 @@ func TestDeadlineSetFromElsewhere(t *testing.T) {
 		_, err := c.Read(make([]byte, 10))
 		done <- err
 	})
-	c := within(t, conn, 5*time.Second, "task start")
+	return within(t, conn, 5*time.Second, "task start"), done
+}
+
+// A deadline set from another goroutine ends a wait that has none: how
+// the front door breaks a connection's wait when it drains.
+func TestDeadlineSetFromElsewhere(t *testing.T) {
+	fd, _ := pair(t)
+	c, done := adoptReader(t, newLoop(t), fd)
 	select {
 	case err := <-done:
 		t.Fatalf("read returned before any deadline: %v", err)
@@ -173,16 +179,8 @@ func TestDeadlineSetFromElsewhere(t *testing.T) {
 }
 
 func TestCloseFromElsewhere(t *testing.T) {
-	l := newLoop(t)
 	fd, peer := pair(t)
-	conn := make(chan *Conn, 1)
-	done := make(chan error, 1)
-	l.Adopt(fd, func(_ *Task, c *Conn, _ error) {
-		conn <- c
-		_, err := c.Read(make([]byte, 10))
-		done <- err
-	})
-	c := within(t, conn, 5*time.Second, "task start")
+	c, done := adoptReader(t, newLoop(t), fd)
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
