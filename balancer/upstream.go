@@ -30,11 +30,16 @@ type Upstream struct {
 	served   atomic.Uint64
 	hold     atomic.Uint32 // Hold* reasons it gets no new request
 
-	mu       sync.Mutex               // protects idle, loopIdle, retired, drained
-	idle     []*upConn                // most recently used last
-	loopIdle map[*loop.Loop][]*upConn // an event loop's own, likewise
-	retired  bool
-	drained  chan struct{} // closed when retired and no request is in flight
+	mu      sync.Mutex // protects idle, retired, drained
+	idle    []*upConn  // most recently used last
+	retired bool
+	drained chan struct{} // closed when retired and no request is in flight
+
+	// loopIdle holds each event loop's own idle connections
+	// (*loop.Loop → *loopIdle), read without a lock: a Task that parked
+	// on a lock the other loop held would stall its whole loop
+	// (DESIGN.md, the loop engine).
+	loopIdle sync.Map
 
 	out atomic.Bool // retired: Release checks it without the lock
 }
@@ -174,29 +179,26 @@ func (u *Upstream) getConn(ctx context.Context, t *loop.Task) (*upConn, error) {
 	var lp *loop.Loop
 	if t != nil {
 		lp = t.Loop()
-	}
-	u.mu.Lock()
-	idle := u.idle
-	if lp != nil {
-		idle = u.loopIdle[lp]
-	}
-	for len(idle) > 0 {
-		uc := idle[len(idle)-1]
-		idle[len(idle)-1] = nil
-		idle = idle[:len(idle)-1]
-		if time.Since(uc.used) < upIdleTimeout {
-			u.setIdleLocked(lp, idle)
-			u.mu.Unlock()
+		if uc := u.loopIdleOf(lp).get(); uc != nil {
 			uc.reuse = true
-			if uc.lc != nil {
-				uc.lc.Bind(t)
-			}
+			uc.lc.Bind(t)
 			return uc, nil
 		}
-		uc.c.Close()
+	} else {
+		u.mu.Lock()
+		for len(u.idle) > 0 {
+			uc := u.idle[len(u.idle)-1]
+			u.idle[len(u.idle)-1] = nil
+			u.idle = u.idle[:len(u.idle)-1]
+			if time.Since(uc.used) < upIdleTimeout {
+				u.mu.Unlock()
+				uc.reuse = true
+				return uc, nil
+			}
+			uc.c.Close()
+		}
+		u.mu.Unlock()
 	}
-	u.setIdleLocked(lp, idle)
-	u.mu.Unlock()
 	var c net.Conn
 	var lc *loop.Conn
 	var err error
@@ -220,36 +222,58 @@ func (u *Upstream) getConn(ctx context.Context, t *loop.Task) (*upConn, error) {
 	return uc, nil
 }
 
-// setIdleLocked stores the idle list of loop lp (nil: the goroutine
-// engine's).
-func (u *Upstream) setIdleLocked(lp *loop.Loop, idle []*upConn) {
-	if lp == nil {
-		u.idle = idle
-		return
+// loopIdle is one event loop's idle connections to a worker, used only
+// on that loop's goroutine.
+type loopIdle struct{ conns []*upConn } // most recently used last
+
+// loopIdleOf returns lp's idle list for u, made on first use.
+func (u *Upstream) loopIdleOf(lp *loop.Loop) *loopIdle {
+	if v, ok := u.loopIdle.Load(lp); ok {
+		return v.(*loopIdle)
 	}
-	if u.loopIdle == nil {
-		u.loopIdle = make(map[*loop.Loop][]*upConn)
-	}
-	u.loopIdle[lp] = idle
+	v, _ := u.loopIdle.LoadOrStore(lp, &loopIdle{})
+	return v.(*loopIdle)
 }
 
-// putConn returns a connection that finished an exchange cleanly.
-func (u *Upstream) putConn(uc *upConn) {
-	uc.used = time.Now()
-	u.mu.Lock()
-	idle := u.idle
-	if uc.lp != nil {
-		idle = u.loopIdle[uc.lp]
+// get takes the most recently used connection still within
+// upIdleTimeout, or nil; older ones are closed.
+func (li *loopIdle) get() *upConn {
+	for len(li.conns) > 0 {
+		uc := li.conns[len(li.conns)-1]
+		li.conns[len(li.conns)-1] = nil
+		li.conns = li.conns[:len(li.conns)-1]
+		if time.Since(uc.used) < upIdleTimeout {
+			return uc
+		}
+		uc.c.Close()
 	}
-	if u.retired || len(idle) >= upMaxIdle {
-		u.mu.Unlock()
+	return nil
+}
+
+// put keeps uc, dropping the connections past their time (the oldest
+// first), or closes it when the list is full.
+func (li *loopIdle) put(uc *upConn) {
+	if len(li.conns) >= upMaxIdle {
 		uc.c.Close()
 		return
 	}
-	// The oldest idle connections are past their time: drop them here
-	// rather than keep a reaper goroutine.
+	li.conns = append(dropStale(li.conns, uc.used), uc)
+}
+
+// closeAll closes every connection in the list.
+func (li *loopIdle) closeAll() {
+	for i, uc := range li.conns {
+		uc.c.Close()
+		li.conns[i] = nil
+	}
+	li.conns = li.conns[:0]
+}
+
+// dropStale closes the connections of idle (oldest first) that were put
+// back upIdleTimeout or more before now, and returns the rest.
+func dropStale(idle []*upConn, now time.Time) []*upConn {
 	drop := 0
-	for drop < len(idle) && uc.used.Sub(idle[drop].used) >= upIdleTimeout {
+	for drop < len(idle) && now.Sub(idle[drop].used) >= upIdleTimeout {
 		idle[drop].c.Close()
 		drop++
 	}
@@ -258,24 +282,49 @@ func (u *Upstream) putConn(uc *upConn) {
 		clear(idle[n:])
 		idle = idle[:n]
 	}
-	u.setIdleLocked(uc.lp, append(idle, uc))
+	return idle
+}
+
+// putConn returns a connection that finished an exchange cleanly. A
+// loop's connection is put back by a Task on that loop.
+func (u *Upstream) putConn(uc *upConn) {
+	uc.used = time.Now()
+	if uc.lp != nil {
+		if u.out.Load() {
+			uc.c.Close()
+			return
+		}
+		u.loopIdleOf(uc.lp).put(uc)
+		return
+	}
+	u.mu.Lock()
+	if u.retired || len(u.idle) >= upMaxIdle {
+		u.mu.Unlock()
+		uc.c.Close()
+		return
+	}
+	// The oldest idle connections are past their time: drop them here
+	// rather than keep a reaper goroutine.
+	u.idle = append(dropStale(u.idle, uc.used), uc)
 	u.mu.Unlock()
 }
 
 // dropIdle closes every idle connection to u: after one of them failed,
-// the others are suspect (the worker may have died).
+// the others are suspect (the worker may have died). The loops close
+// their own, soon.
 func (u *Upstream) dropIdle() {
 	u.mu.Lock()
 	idle := u.idle
 	u.idle = nil
-	for lp, li := range u.loopIdle {
-		idle = append(idle, li...)
-		delete(u.loopIdle, lp)
-	}
 	u.mu.Unlock()
 	for _, uc := range idle {
 		uc.c.Close()
 	}
+	u.loopIdle.Range(func(k, v any) bool {
+		li := v.(*loopIdle)
+		k.(*loop.Loop).Post(li.closeAll)
+		return true
+	})
 }
 
 // retire closes the idle connections of a worker leaving the pool and
