@@ -31,12 +31,12 @@ type Upstream struct {
 	hold     atomic.Uint32 // Hold* reasons it gets no new request
 
 	mu      sync.Mutex // protects idle, retired, drained
-	idle    []*upConn  // most recently used last
+	idle    idleList   // the goroutine engine's
 	retired bool
 	drained chan struct{} // closed when retired and no request is in flight
 
 	// loopIdle holds each event loop's own idle connections
-	// (*loop.Loop → *loopIdle), read without a lock: a Task that parked
+	// (*loop.Loop → *idleList), read without a lock: a Task that parked
 	// on a lock the other loop held would stall its whole loop
 	// (DESIGN.md, the loop engine).
 	loopIdle sync.Map
@@ -186,18 +186,12 @@ func (u *Upstream) getConn(ctx context.Context, t *loop.Task) (*upConn, error) {
 		}
 	} else {
 		u.mu.Lock()
-		for len(u.idle) > 0 {
-			uc := u.idle[len(u.idle)-1]
-			u.idle[len(u.idle)-1] = nil
-			u.idle = u.idle[:len(u.idle)-1]
-			if time.Since(uc.used) < upIdleTimeout {
-				u.mu.Unlock()
-				uc.reuse = true
-				return uc, nil
-			}
-			uc.c.Close()
-		}
+		uc := u.idle.get()
 		u.mu.Unlock()
+		if uc != nil {
+			uc.reuse = true
+			return uc, nil
+		}
 	}
 	var c net.Conn
 	var lc *loop.Conn
@@ -222,22 +216,23 @@ func (u *Upstream) getConn(ctx context.Context, t *loop.Task) (*upConn, error) {
 	return uc, nil
 }
 
-// loopIdle is one event loop's idle connections to a worker, used only
-// on that loop's goroutine.
-type loopIdle struct{ conns []*upConn } // most recently used last
+// idleList is the idle connections to a worker: the goroutine engine's
+// (under Upstream.mu), or one event loop's (used only on that loop's
+// goroutine).
+type idleList struct{ conns []*upConn } // most recently used last
 
 // loopIdleOf returns lp's idle list for u, made on first use.
-func (u *Upstream) loopIdleOf(lp *loop.Loop) *loopIdle {
+func (u *Upstream) loopIdleOf(lp *loop.Loop) *idleList {
 	if v, ok := u.loopIdle.Load(lp); ok {
-		return v.(*loopIdle)
+		return v.(*idleList)
 	}
-	v, _ := u.loopIdle.LoadOrStore(lp, &loopIdle{})
-	return v.(*loopIdle)
+	v, _ := u.loopIdle.LoadOrStore(lp, &idleList{})
+	return v.(*idleList)
 }
 
 // get takes the most recently used connection still within
 // upIdleTimeout, or nil; older ones are closed.
-func (li *loopIdle) get() *upConn {
+func (li *idleList) get() *upConn {
 	for len(li.conns) > 0 {
 		uc := li.conns[len(li.conns)-1]
 		li.conns[len(li.conns)-1] = nil
@@ -250,9 +245,10 @@ func (li *loopIdle) get() *upConn {
 	return nil
 }
 
-// put keeps uc, dropping the connections past their time (the oldest
-// first), or closes it when the list is full.
-func (li *loopIdle) put(uc *upConn) {
+// put keeps uc, or closes it when the list is full. The connections past
+// their time (the oldest first) are dropped here rather than by a reaper
+// goroutine.
+func (li *idleList) put(uc *upConn) {
 	if len(li.conns) >= upMaxIdle {
 		uc.c.Close()
 		return
@@ -261,7 +257,7 @@ func (li *loopIdle) put(uc *upConn) {
 }
 
 // closeAll closes every connection in the list.
-func (li *loopIdle) closeAll() {
+func (li *idleList) closeAll() {
 	for i, uc := range li.conns {
 		uc.c.Close()
 		li.conns[i] = nil
@@ -298,15 +294,12 @@ func (u *Upstream) putConn(uc *upConn) {
 		return
 	}
 	u.mu.Lock()
-	if u.retired || len(u.idle) >= upMaxIdle {
-		u.mu.Unlock()
+	defer u.mu.Unlock()
+	if u.retired {
 		uc.c.Close()
 		return
 	}
-	// The oldest idle connections are past their time: drop them here
-	// rather than keep a reaper goroutine.
-	u.idle = append(dropStale(u.idle, uc.used), uc)
-	u.mu.Unlock()
+	u.idle.put(uc)
 }
 
 // dropIdle closes every idle connection to u: after one of them failed,
@@ -315,13 +308,11 @@ func (u *Upstream) putConn(uc *upConn) {
 func (u *Upstream) dropIdle() {
 	u.mu.Lock()
 	idle := u.idle
-	u.idle = nil
+	u.idle = idleList{}
 	u.mu.Unlock()
-	for _, uc := range idle {
-		uc.c.Close()
-	}
+	idle.closeAll()
 	u.loopIdle.Range(func(k, v any) bool {
-		li := v.(*loopIdle)
+		li := v.(*idleList)
 		k.(*loop.Loop).Post(li.closeAll)
 		return true
 	})
