@@ -42,10 +42,15 @@ func (e *UnavailableError) Error() string { return "balancer: app unavailable: "
 type Pool struct {
 	cfg PoolConfig
 
-	mu      sync.Mutex // protects ups, reason, changed
+	mu      sync.Mutex // protects ups, reason, changed; serializes writers of live
 	ups     []*Upstream
 	reason  string
 	changed chan struct{} // closed and replaced when ups or reason change
+
+	// live is a copy of ups, replaced (never changed) on every change, so
+	// that a request picks its worker without the lock: on the event-loop
+	// engine a Task that parked on mu would stall its whole loop.
+	live atomic.Pointer[[]*Upstream]
 
 	next   atomic.Uint64 // rotates the start of the least-busy scan
 	queued atomic.Int64
@@ -68,6 +73,7 @@ func (p *Pool) Add(u *Upstream) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.ups = append(p.ups, u)
+	p.publishLocked()
 	p.changedLocked()
 }
 
@@ -78,6 +84,7 @@ func (p *Pool) Remove(u *Upstream) {
 	for i, x := range p.ups {
 		if x == u {
 			p.ups = append(p.ups[:i:i], p.ups[i+1:]...)
+			p.publishLocked()
 			p.changedLocked()
 			u.retire()
 			return
@@ -97,6 +104,13 @@ func (p *Pool) SetUnavailable(reason string) {
 	}
 }
 
+// publishLocked makes the current ups what pick sees. Remove publishes
+// before it retires the worker: see pick.
+func (p *Pool) publishLocked() {
+	ups := slices.Clone(p.ups)
+	p.live.Store(&ups)
+}
+
 func (p *Pool) changedLocked() {
 	close(p.changed)
 	p.changed = make(chan struct{})
@@ -104,9 +118,16 @@ func (p *Pool) changedLocked() {
 
 // Upstreams returns the workers in service.
 func (p *Pool) Upstreams() []*Upstream {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]*Upstream(nil), p.ups...)
+	return slices.Clone(p.snapshot())
+}
+
+// snapshot is the workers in service, read without the lock; the caller
+// must not change it.
+func (p *Pool) snapshot() []*Upstream {
+	if ups := p.live.Load(); ups != nil {
+		return *ups
+	}
+	return nil
 }
 
 // Queued is the number of requests waiting for a worker.
@@ -156,21 +177,26 @@ func (p *Pool) AcquirePreferring(ctx context.Context, prefer []byte, skip []*Ups
 // pick takes the preferred or least-busy upstream, or reports why there
 // is none and a channel closed on the next change. Held workers are
 // waited for: they come back.
+//
+// The common case takes no lock. It counts the request against a worker
+// from the snapshot and then looks whether that worker was retired in
+// between; Remove publishes the new snapshot, marks the worker out and
+// then looks at its count, so with sequentially consistent atomics either
+// pick sees it out and gives the request back, or retire sees the request
+// and the worker's drain waits for its Release.
 func (p *Pool) pick(prefer []byte, skip []*Upstream) (*Upstream, string, <-chan struct{}) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	var u *Upstream
-	if len(prefer) > 0 {
-		for _, x := range p.ups {
-			if x.Name == string(prefer) && x.hold.Load() == 0 && !slices.Contains(skip, x) {
-				u = x
-				break
-			}
+	if u := choose(p.snapshot(), prefer, skip, int(p.next.Add(1))); u != nil {
+		u.inflight.Add(1)
+		if !u.out.Load() {
+			return u, "", nil
+		}
+		if u.inflight.Add(-1) == 0 {
+			u.checkDrained()
 		}
 	}
-	if u == nil {
-		u = leastBusy(p.ups, skip, int(p.next.Add(1)))
-	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	u := choose(p.ups, prefer, skip, int(p.next.Add(1)))
 	if u == nil {
 		reason := p.reason
 		if reason == "" && len(p.ups) > 0 && len(skip) > 0 && allIn(p.ups, skip) {
@@ -178,8 +204,22 @@ func (p *Pool) pick(prefer []byte, skip []*Upstream) (*Upstream, string, <-chan 
 		}
 		return nil, reason, p.changed
 	}
+	// Under the lock no Remove runs, and u is in ups: it is not out.
 	u.inflight.Add(1)
 	return u, "", nil
+}
+
+// choose is the worker named prefer when it is in ups, not held and not
+// in skip (sticky sessions); otherwise the least-busy one.
+func choose(ups []*Upstream, prefer []byte, skip []*Upstream, start int) *Upstream {
+	if len(prefer) > 0 {
+		for _, x := range ups {
+			if x.Name == string(prefer) && x.hold.Load() == 0 && !slices.Contains(skip, x) {
+				return x
+			}
+		}
+	}
+	return leastBusy(ups, skip, start)
 }
 
 func allIn(ups, skip []*Upstream) bool {
@@ -221,9 +261,7 @@ func (p *Pool) SetHold(u *Upstream, reason uint32, on bool) {
 
 // Lookup returns the upstream in service named name, or nil.
 func (p *Pool) Lookup(name string) *Upstream {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, u := range p.ups {
+	for _, u := range p.snapshot() {
 		if u.Name == name {
 			return u
 		}
