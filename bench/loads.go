@@ -372,7 +372,7 @@ func (h *harness) cacheCounts(ctx context.Context, in *instance) (cacheCounts, b
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, h.berth, "status", "--json", in.berth).Output()
+	out, err := exec.CommandContext(ctx, in.bin, "status", "--json", in.berth).Output()
 	if err != nil {
 		return cacheCounts{}, false
 	}

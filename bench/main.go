@@ -41,25 +41,27 @@ type harness struct {
 	clk          float64  // clock ticks per second of /proc times
 	keep         bool     // BENCH_KEEP: leave the work directory for a look at the logs
 	berthArgs    []string // BENCH_BERTH_ARGS: more arguments for berth serve
+	base         string   // -base: a second berth binary, the peers base and base-loop
 }
 
 func main() {
 	berth := flag.String("berth", "bin/berth", "the berth binary to measure")
 	out := flag.String("out", "bench/RESULTS.md", "where to write the report (also printed to stdout); empty for stdout only")
 	commit := flag.String("commit", "", "the commit -berth was built from, for the report (default: this checkout's)")
+	base := flag.String("base", "", "a second berth binary (an earlier build), measured as the peers base and base-loop in the same rounds")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *berth, *out, *commit); err != nil {
+	if err := run(ctx, *berth, *base, *out, *commit); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, berth, out, commit string) error {
+func run(ctx context.Context, berth, base, out, commit string) error {
 	h := &harness{tools: map[string]string{}}
-	if err := h.configure(berth); err != nil {
+	if err := h.configure(berth, base); err != nil {
 		return err
 	}
 	if err := h.install(ctx); err != nil {
@@ -149,8 +151,9 @@ func (h *harness) runOne(ctx context.Context, round int, l *load, p *peer) resul
 }
 
 // configure reads the knobs from the environment.
-func (h *harness) configure(berth string) error {
+func (h *harness) configure(berth, base string) error {
 	h.berth = berth
+	h.base = base
 	h.rounds = 3
 	h.duration = 5 * time.Second
 	h.warmup = time.Second
@@ -179,6 +182,12 @@ func (h *harness) configure(berth string) error {
 	var err error
 	if h.peers, err = pick("BENCH_PEERS", allPeers(), func(p *peer) string { return p.name }); err != nil {
 		return err
+	}
+	if h.base == "" {
+		h.peers = slices.DeleteFunc(h.peers, func(p *peer) bool { return strings.HasPrefix(p.name, "base") })
+		if len(h.peers) == 0 {
+			return errors.New("BENCH_PEERS names only base peers: give their binary with -base")
+		}
 	}
 	if h.loads, err = pick("BENCH_LOADS", allLoads(), func(l *load) string { return l.name }); err != nil {
 		return err
@@ -251,6 +260,15 @@ func (h *harness) install(ctx context.Context) error {
 	var keep []*peer
 	for _, p := range h.peers {
 		switch {
+		case strings.HasPrefix(p.name, "base"):
+			abs, err := filepath.Abs(h.base)
+			if err != nil {
+				return fmt.Errorf("-base binary: %w", err)
+			}
+			if _, err := os.Stat(abs); err != nil {
+				return fmt.Errorf("-base binary: %w", err)
+			}
+			h.base = abs
 		case strings.HasPrefix(p.name, "berth"):
 			if _, err := os.Stat(h.berth); err != nil {
 				h.skipped = append(h.skipped, fmt.Sprintf("berth: %s not found (run `make build`, or use `make bench`)", h.berth))

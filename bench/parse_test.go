@@ -6,6 +6,7 @@ package main
 import (
 	"errors"
 	"math"
+	"strings"
 	"testing"
 )
 
@@ -160,5 +161,25 @@ func TestParseCacheCounts(t *testing.T) {
 	}
 	if _, ok := parseCacheCounts([]byte(`{"app": "x", "cache": null}`)); ok {
 		t.Error("a berth with --cache=off has no counts")
+	}
+}
+
+func TestBasePeersNeedABinary(t *testing.T) {
+	var h harness
+	if err := h.configure("bin/berth", ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range h.peers {
+		if strings.HasPrefix(p.name, "base") {
+			t.Errorf("peer %s measured without -base", p.name)
+		}
+	}
+	t.Setenv("BENCH_PEERS", "base")
+	if err := (&harness{}).configure("bin/berth", ""); err == nil {
+		t.Error("BENCH_PEERS=base without -base: no error")
+	}
+	var hb harness
+	if err := hb.configure("bin/berth", "/tmp/old-berth"); err != nil || len(hb.peers) != 1 || hb.peers[0].name != "base" {
+		t.Errorf("BENCH_PEERS=base with -base: peers %v, error %v", hb.peers, err)
 	}
 }

@@ -67,7 +67,7 @@ func allPeers() []*peer {
 			about: "`bin/berth serve APP --workers 2 --listen 127.0.0.1:PORT --spawner exec` (standalone)",
 			front: true,
 			start: func(ctx context.Context, h *harness, in *instance) error {
-				return startBerth(ctx, h, in)
+				return startBerth(ctx, h, in, h.berth)
 			},
 		},
 		{
@@ -75,7 +75,23 @@ func allPeers() []*peer {
 			about: "berth as above, with `--engine loop` (experimental: an event loop per core)",
 			front: true,
 			start: func(ctx context.Context, h *harness, in *instance) error {
-				return startBerth(ctx, h, in, "--engine", "loop")
+				return startBerth(ctx, h, in, h.berth, "--engine", "loop")
+			},
+		},
+		{
+			name:  "base",
+			about: "berth as above, built from the -base binary (an earlier build, for a before/after in the same rounds)",
+			front: true,
+			start: func(ctx context.Context, h *harness, in *instance) error {
+				return startBerth(ctx, h, in, h.base)
+			},
+		},
+		{
+			name:  "base-loop",
+			about: "the -base binary with `--engine loop`",
+			front: true,
+			start: func(ctx context.Context, h *harness, in *instance) error {
+				return startBerth(ctx, h, in, h.base, "--engine", "loop")
 			},
 		},
 		{
@@ -97,6 +113,7 @@ type instance struct {
 	port     int
 	token    string // "BENCH_TOKEN=…", in the environment of every process of the peer
 	berth    string // berth's --name, for `berth status` (berth only)
+	bin      string // the berth binary (berth only)
 	wantApps int
 	roots    []*root
 }
@@ -153,10 +170,11 @@ func startCluster(_ context.Context, h *harness, in *instance) error {
 		"BENCH_LISTEN="+strconv.Itoa(in.port), "BENCH_WORKERS="+strconv.Itoa(appProcs))
 }
 
-func startBerth(_ context.Context, h *harness, in *instance, args ...string) error {
+func startBerth(_ context.Context, h *harness, in *instance, bin string, args ...string) error {
 	in.wantApps = appProcs
 	in.berth = fmt.Sprintf("bench-%d", os.Getpid())
-	argv := []string{h.berth, "serve", in.appDir,
+	in.bin = bin
+	argv := []string{bin, "serve", in.appDir,
 		"--workers", strconv.Itoa(appProcs),
 		"--listen", "127.0.0.1:" + strconv.Itoa(in.port),
 		"--spawner", "exec",
