@@ -68,7 +68,8 @@ func NewPool(cfg PoolConfig) *Pool {
 	return &Pool{cfg: cfg, changed: make(chan struct{})}
 }
 
-// Add puts u in service.
+// Add puts u in service. u is new: a worker Remove took out is not
+// added again (pick relies on it: a retired worker is never in service).
 func (p *Pool) Add(u *Upstream) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
