@@ -128,6 +128,7 @@ type result struct {
 	baseRSS  int64   // bytes before the load, front-end processes
 	seconds  float64 // download: its duration
 	bytes    float64 // download: bytes received
+	stalls   int64   // times a CPU of the machine stopped for stallMin or more during the run (-1: unknown)
 	hitRate  float64 // spread: share of answers that were cache hits (-1: unknown)
 	entries  int64   // spread: entries in the cache after the run (-1: unknown)
 	ref      *result // spread: the same peer's run over one URL, same round
@@ -162,7 +163,11 @@ func (h *harness) runWrk(ctx context.Context, in *instance, l *load) result {
 func (h *harness) measure(ctx context.Context, in *instance, args []string) result {
 	set := in.procs()
 	rss := startRSSSampler(ctx, set.front, 100*time.Millisecond)
+	stalls := h.stalls.count()
 	out, err := h.wrk(ctx, args)
+	if stalls >= 0 {
+		stalls = h.stalls.count() - stalls
+	}
 	peak := rss.Stop(set.front)
 	frontTicks, appTicks := cpuDelta(set.front), cpuDelta(set.app)
 	if err != nil {
@@ -179,6 +184,7 @@ func (h *harness) measure(ctx context.Context, in *instance, args []string) resu
 		errors:   s.Connect + s.Read + s.Write + s.Timeout + s.Status,
 		status:   s.Status,
 		frontRSS: peak,
+		stalls:   stalls,
 	}
 	if r.errors > 0 {
 		r.logs = in.logTails(3000)

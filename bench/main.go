@@ -42,6 +42,7 @@ type harness struct {
 	keep         bool     // BENCH_KEEP: leave the work directory for a look at the logs
 	berthArgs    []string // BENCH_BERTH_ARGS: more arguments for berth serve
 	base         string   // -base: a second berth binary, the peers base and base-loop
+	stalls       *stallWatch
 }
 
 func main() {
@@ -87,6 +88,10 @@ func run(ctx context.Context, berth, base, out, commit string) error {
 		return err
 	}
 
+	h.stalls = startStallWatch()
+	if h.stalls.count() < 0 {
+		fmt.Fprintln(os.Stderr, "bench: cannot run a real-time thread per CPU (run as root to count the machine's stalls)")
+	}
 	env := describeMachine(ctx, h)
 	if commit != "" {
 		env.commit = commit + " (given with -commit)"

@@ -183,3 +183,18 @@ func TestBasePeersNeedABinary(t *testing.T) {
 		t.Errorf("BENCH_PEERS=base with -base: peers %v, error %v", hb.peers, err)
 	}
 }
+
+func TestStallsCell(t *testing.T) {
+	runs := []result{
+		{requests: 10, stalls: 0},
+		{err: errors.New("peer did not start"), stalls: 5},
+		{requests: 10, stalls: 3},
+		{requests: 10, stalls: -1},
+	}
+	if got := stallsCell(runs); got != "0 3 ?" {
+		t.Errorf("stallsCell = %q, want %q (valid runs only, ? for unknown)", got, "0 3 ?")
+	}
+	if got := stallsCell(runs[1:2]); got != "–" {
+		t.Errorf("stallsCell of no valid run = %q", got)
+	}
+}

@@ -5,6 +5,7 @@ package main
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -92,8 +93,8 @@ func (r result) line(l *load) string {
 			l.entries, rate(r.rps), pct(r.hitRate), count(r.entries), lat(r.p99), r.frontCPU,
 			rate(r.ref.rps), pct(r.ref.hitRate), r.ref.frontCPU, r.rps/r.ref.rps)
 	}
-	s := fmt.Sprintf("%s req/s  p50 %s  p99 %s  errors %.0f  front %.1f µs/req  app %.1f µs/req  front RSS %s",
-		rate(r.rps), lat(r.p50), lat(r.p99), r.errors, r.frontCPU, r.appCPU, mib(r.frontRSS))
+	s := fmt.Sprintf("%s req/s  p50 %s  p99 %s  CPU stalls %s  errors %.0f  front %.1f µs/req  app %.1f µs/req  front RSS %s",
+		rate(r.rps), lat(r.p50), lat(r.p99), stalls(r.stalls), r.errors, r.frontCPU, r.appCPU, mib(r.frontRSS))
 	if r.logs != "" {
 		s += "\n    logs: " + r.logs
 	}
@@ -151,8 +152,8 @@ func (h *harness) report(m machine, rs results) string {
 }
 
 func (h *harness) wrkTable(w func(string, ...any), rs results, l *load) {
-	w("| peer | req/s | × nginx | × cluster | p50 | p99 | errors | front µs/req | × nginx | app µs/req | × nginx | front peak RSS |\n")
-	w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	w("| peer | req/s | × nginx | × cluster | p50 | p99 | CPU stalls | errors | front µs/req | × nginx | app µs/req | × nginx | front peak RSS |\n")
+	w("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|\n")
 	rps := func(r result) float64 { return r.rps }
 	front := func(r result) float64 { return r.frontCPU }
 	app := func(r result) float64 { return r.appCPU }
@@ -160,7 +161,7 @@ func (h *harness) wrkTable(w func(string, ...any), rs results, l *load) {
 		runs := rs[l.name][p.name]
 		v, ok := medianOf(runs, rps)
 		if !ok {
-			w("| %s | n/a | | | | | | | | | | |\n", p.name)
+			w("| %s | n/a | | | | | | | | | | | |\n", p.name)
 			continue
 		}
 		var errs float64
@@ -174,6 +175,7 @@ func (h *harness) wrkTable(w func(string, ...any), rs results, l *load) {
 			ratioCell(rs.ratio(l.name, p.name, "cluster", rps)),
 			latCell(medianOf(runs, func(r result) float64 { return r.p50 })),
 			latCell(medianOf(runs, func(r result) float64 { return r.p99 })),
+			stallsCell(runs),
 			fmt.Sprintf("%.0f", errs),
 		}
 		if p.front {
@@ -395,4 +397,28 @@ func mibCell(v float64, ok bool) string {
 		return "–"
 	}
 	return mib(int64(v))
+}
+
+// stalls shows a run's count of CPU stalls ("?" when it could not be
+// counted).
+func stalls(n int64) string {
+	if n < 0 {
+		return "?"
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// stallsCell lists the CPU stalls of a peer's valid runs, round by round:
+// the rounds whose p99 they explain.
+func stallsCell(runs []result) string {
+	var cs []string
+	for _, r := range runs {
+		if r.valid() {
+			cs = append(cs, stalls(r.stalls))
+		}
+	}
+	if len(cs) == 0 {
+		return "–"
+	}
+	return strings.Join(cs, " ")
 }
