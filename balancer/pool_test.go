@@ -40,13 +40,21 @@ func TestPickTakesNoLock(t *testing.T) {
 		}
 		done <- err
 	}()
+	returnsWithoutLock(t, done, "Acquire waited on Pool.mu with workers ready")
+}
+
+// returnsWithoutLock waits for the result of code run while the test holds
+// a lock that code must not take: a result that does not come within 5 s
+// fails t with stuck, an error fails it too.
+func returnsWithoutLock(t *testing.T, done <-chan error, stuck string) {
+	t.Helper()
 	select {
 	case err := <-done:
 		if err != nil {
 			t.Fatal(err)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("Acquire waited on Pool.mu with workers ready")
+		t.Fatal(stuck)
 	}
 }
 

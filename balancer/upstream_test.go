@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"testing"
-	"time"
 
 	"berth/balancer/loop"
 )
@@ -40,12 +39,5 @@ func TestLoopConnsTakeNoSharedLock(t *testing.T) {
 		}
 		done <- err
 	})
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("a loop's Task waited on Upstream.mu for a worker connection")
-	}
+	returnsWithoutLock(t, done, "a loop's Task waited on Upstream.mu for a worker connection")
 }
