@@ -124,7 +124,7 @@ func (h *harness) report(m machine, rs results) string {
 	w("\nPeers:\n\n")
 	for _, p := range h.peers {
 		about := p.about
-		if strings.HasPrefix(p.name, "berth") && len(h.berthArgs) > 0 {
+		if (strings.HasPrefix(p.name, "berth") || strings.HasPrefix(p.name, "base")) && len(h.berthArgs) > 0 {
 			about += fmt.Sprintf(", with `%s`", strings.Join(h.berthArgs, " "))
 		}
 		w("- **%s**: %s\n", p.name, about)
