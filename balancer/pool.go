@@ -42,15 +42,15 @@ func (e *UnavailableError) Error() string { return "balancer: app unavailable: "
 type Pool struct {
 	cfg PoolConfig
 
-	mu      sync.Mutex // protects ups, reason, changed; serializes writers of live
-	ups     []*Upstream
+	mu      sync.Mutex // protects reason, changed; serializes the writers of ups
 	reason  string
 	changed chan struct{} // closed and replaced when ups or reason change
 
-	// live is a copy of ups, replaced (never changed) on every change, so
-	// that a request picks its worker without the lock: on the event-loop
-	// engine a Task that parked on mu would stall its whole loop.
-	live atomic.Pointer[[]*Upstream]
+	// ups is the workers in service: a slice replaced, never changed, under
+	// mu, and read without it, so that a request picks its worker without
+	// the lock (on the event-loop engine a Task that parked on mu would
+	// stall its whole loop).
+	ups atomic.Pointer[[]*Upstream]
 
 	next   atomic.Uint64 // rotates the start of the least-busy scan
 	queued atomic.Int64
@@ -73,8 +73,8 @@ func NewPool(cfg PoolConfig) *Pool {
 func (p *Pool) Add(u *Upstream) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.ups = append(p.ups, u)
-	p.publishLocked()
+	ups := append(slices.Clone(p.snapshot()), u)
+	p.ups.Store(&ups)
 	p.changedLocked()
 }
 
@@ -82,14 +82,13 @@ func (p *Pool) Add(u *Upstream) {
 func (p *Pool) Remove(u *Upstream) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for i, x := range p.ups {
-		if x == u {
-			p.ups = append(p.ups[:i:i], p.ups[i+1:]...)
-			p.publishLocked()
-			p.changedLocked()
-			u.retire()
-			return
-		}
+	old := p.snapshot()
+	if i := slices.Index(old, u); i >= 0 {
+		// Out of the slice first, then retired: see pick.
+		ups := slices.Delete(slices.Clone(old), i, i+1)
+		p.ups.Store(&ups)
+		p.changedLocked()
+		u.retire()
 	}
 }
 
@@ -105,13 +104,6 @@ func (p *Pool) SetUnavailable(reason string) {
 	}
 }
 
-// publishLocked makes the current ups what pick sees. Remove publishes
-// before it retires the worker: see pick.
-func (p *Pool) publishLocked() {
-	ups := slices.Clone(p.ups)
-	p.live.Store(&ups)
-}
-
 func (p *Pool) changedLocked() {
 	close(p.changed)
 	p.changed = make(chan struct{})
@@ -125,7 +117,7 @@ func (p *Pool) Upstreams() []*Upstream {
 // snapshot is the workers in service, read without the lock; the caller
 // must not change it.
 func (p *Pool) snapshot() []*Upstream {
-	if ups := p.live.Load(); ups != nil {
+	if ups := p.ups.Load(); ups != nil {
 		return *ups
 	}
 	return nil
@@ -181,26 +173,21 @@ func (p *Pool) AcquirePreferring(ctx context.Context, prefer []byte, skip []*Ups
 //
 // The common case takes no lock. It counts the request against a worker
 // from the snapshot and then looks whether that worker was retired in
-// between; Remove publishes the new snapshot, marks the worker out and
-// then looks at its count, so with sequentially consistent atomics either
+// between; Remove stores the slice without it, marks it out and then
+// looks at its count, so with sequentially consistent atomics either
 // pick sees it out and gives the request back, or retire sees the request
 // and the worker's drain waits for its Release.
 func (p *Pool) pick(prefer []byte, skip []*Upstream) (*Upstream, string, <-chan struct{}) {
-	if u := choose(p.snapshot(), prefer, skip, int(p.next.Add(1))); u != nil {
-		u.inflight.Add(1)
-		if !u.out.Load() {
-			return u, "", nil
-		}
-		if u.inflight.Add(-1) == 0 {
-			u.checkDrained()
-		}
+	if u := p.tryPick(p.snapshot(), prefer, skip); u != nil {
+		return u, "", nil
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	u := choose(p.ups, prefer, skip, int(p.next.Add(1)))
+	ups := p.snapshot()
+	u := choose(ups, prefer, skip, int(p.next.Add(1)))
 	if u == nil {
 		reason := p.reason
-		if reason == "" && len(p.ups) > 0 && len(skip) > 0 && allIn(p.ups, skip) {
+		if reason == "" && len(ups) > 0 && len(skip) > 0 && allIn(ups, skip) {
 			reason = "every worker failed this request"
 		}
 		return nil, reason, p.changed
@@ -208,6 +195,24 @@ func (p *Pool) pick(prefer []byte, skip []*Upstream) (*Upstream, string, <-chan 
 	// Under the lock no Remove runs, and u is in ups: it is not out.
 	u.inflight.Add(1)
 	return u, "", nil
+}
+
+// tryPick counts the request against the worker choose takes from ups, a
+// snapshot read without the lock, unless it was retired since: then it
+// gives the request back and returns nil, as it does when ups has none.
+func (p *Pool) tryPick(ups []*Upstream, prefer []byte, skip []*Upstream) *Upstream {
+	u := choose(ups, prefer, skip, int(p.next.Add(1)))
+	if u == nil {
+		return nil
+	}
+	u.inflight.Add(1)
+	if !u.out.Load() {
+		return u
+	}
+	if u.inflight.Add(-1) == 0 {
+		u.checkDrained()
+	}
+	return nil
 }
 
 // choose is the worker named prefer when it is in ups, not held and not
