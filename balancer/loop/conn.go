@@ -255,26 +255,18 @@ func (c *Conn) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-func (c *Conn) rawRead(f func(fd uintptr) bool) error {
-	if !c.incref() {
-		return net.ErrClosed
-	}
-	defer c.decref()
-	for !f(uintptr(c.fd)) {
-		if err := c.wait(dirRead); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+func (c *Conn) rawRead(f func(fd uintptr) bool) error  { return c.raw(dirRead, f) }
+func (c *Conn) rawWrite(f func(fd uintptr) bool) error { return c.raw(dirWrite, f) }
 
-func (c *Conn) rawWrite(f func(fd uintptr) bool) error {
+// raw calls f with the descriptor until it reports done, waiting for the
+// descriptor to turn ready in direction dir between calls.
+func (c *Conn) raw(dir int, f func(fd uintptr) bool) error {
 	if !c.incref() {
 		return net.ErrClosed
 	}
 	defer c.decref()
 	for !f(uintptr(c.fd)) {
-		if err := c.wait(dirWrite); err != nil {
+		if err := c.wait(dir); err != nil {
 			return err
 		}
 	}
