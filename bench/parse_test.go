@@ -184,6 +184,25 @@ func TestBasePeersNeedABinary(t *testing.T) {
 	}
 }
 
+// The p99 of the runs without a CPU stall leaves out the rounds a stall
+// explains, and the runs whose stalls could not be counted.
+func TestP99WithoutStalls(t *testing.T) {
+	p99 := func(r result) float64 { return r.p99 }
+	runs := []result{
+		{requests: 10, stalls: 0, p99: 4000},
+		{requests: 10, stalls: 2, p99: 90000},
+		{requests: 10, stalls: 0, p99: 6000},
+		{requests: 10, stalls: -1, p99: 80000},
+		{err: errors.New("peer did not start"), stalls: 0, p99: 1},
+	}
+	if got := latCell(medianOf(withoutStalls(runs), p99)); got != lat(5000) {
+		t.Errorf("p99 without stalls = %q, want %q (the median of 4 and 6 ms)", got, lat(5000))
+	}
+	if got := latCell(medianOf(withoutStalls(runs[1:2]), p99)); got != "–" {
+		t.Errorf("p99 without stalls when every run had one = %q, want –", got)
+	}
+}
+
 func TestStallsCell(t *testing.T) {
 	runs := []result{
 		{requests: 10, stalls: 0},

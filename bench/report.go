@@ -152,8 +152,8 @@ func (h *harness) report(m machine, rs results) string {
 }
 
 func (h *harness) wrkTable(w func(string, ...any), rs results, l *load) {
-	w("| peer | req/s | × nginx | × cluster | p50 | p99 | CPU stalls | errors | front µs/req | × nginx | app µs/req | × nginx | front peak RSS |\n")
-	w("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|\n")
+	w("| peer | req/s | × nginx | × cluster | p50 | p99 | CPU stalls | p99, runs without | errors | front µs/req | × nginx | app µs/req | × nginx | front peak RSS |\n")
+	w("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	rps := func(r result) float64 { return r.rps }
 	front := func(r result) float64 { return r.frontCPU }
 	app := func(r result) float64 { return r.appCPU }
@@ -161,7 +161,7 @@ func (h *harness) wrkTable(w func(string, ...any), rs results, l *load) {
 		runs := rs[l.name][p.name]
 		v, ok := medianOf(runs, rps)
 		if !ok {
-			w("| %s | n/a | | | | | | | | | | | |\n", p.name)
+			w("| %s | n/a | | | | | | | | | | | | |\n", p.name)
 			continue
 		}
 		var errs float64
@@ -176,6 +176,7 @@ func (h *harness) wrkTable(w func(string, ...any), rs results, l *load) {
 			latCell(medianOf(runs, func(r result) float64 { return r.p50 })),
 			latCell(medianOf(runs, func(r result) float64 { return r.p99 })),
 			stallsCell(runs),
+			latCell(medianOf(withoutStalls(runs), func(r result) float64 { return r.p99 })),
 			fmt.Sprintf("%.0f", errs),
 		}
 		if p.front {
@@ -406,6 +407,17 @@ func stalls(n int64) string {
 		return "?"
 	}
 	return strconv.FormatInt(n, 10)
+}
+
+// withoutStalls returns the runs during which no CPU stall was counted.
+func withoutStalls(runs []result) []result {
+	var out []result
+	for _, r := range runs {
+		if r.stalls == 0 {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // stallsCell lists the CPU stalls of a peer's valid runs, round by round:
