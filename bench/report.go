@@ -157,6 +157,7 @@ func (h *harness) wrkTable(w func(string, ...any), rs results, l *load) {
 	rps := func(r result) float64 { return r.rps }
 	front := func(r result) float64 { return r.frontCPU }
 	app := func(r result) float64 { return r.appCPU }
+	p99 := func(r result) float64 { return r.p99 }
 	for _, p := range h.peers {
 		runs := rs[l.name][p.name]
 		v, ok := medianOf(runs, rps)
@@ -174,9 +175,9 @@ func (h *harness) wrkTable(w func(string, ...any), rs results, l *load) {
 			ratioCell(rs.ratio(l.name, p.name, "nginx", rps)),
 			ratioCell(rs.ratio(l.name, p.name, "cluster", rps)),
 			latCell(medianOf(runs, func(r result) float64 { return r.p50 })),
-			latCell(medianOf(runs, func(r result) float64 { return r.p99 })),
+			latCell(medianOf(runs, p99)),
 			stallsCell(runs),
-			latCell(medianOf(withoutStalls(runs), func(r result) float64 { return r.p99 })),
+			latCell(medianOf(withoutStalls(runs), p99)),
 			fmt.Sprintf("%.0f", errs),
 		}
 		if p.front {
