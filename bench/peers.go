@@ -62,44 +62,33 @@ func allPeers() []*peer {
 			tool:  "nginx",
 			start: startNginx,
 		},
-		{
-			name:  "berth",
-			about: "`bin/berth serve APP --workers 2 --listen 127.0.0.1:PORT --spawner exec` (standalone)",
-			front: true,
-			start: func(ctx context.Context, h *harness, in *instance) error {
-				return startBerth(ctx, h, in, h.berth)
-			},
-		},
-		{
-			name:  "berth-loop",
-			about: "berth as above, with `--engine loop` (experimental: an event loop per core)",
-			front: true,
-			start: func(ctx context.Context, h *harness, in *instance) error {
-				return startBerth(ctx, h, in, h.berth, "--engine", "loop")
-			},
-		},
-		{
-			name:  "base",
-			about: "berth as above, built from the -base binary (an earlier build, for a before/after in the same rounds)",
-			front: true,
-			start: func(ctx context.Context, h *harness, in *instance) error {
-				return startBerth(ctx, h, in, h.base)
-			},
-		},
-		{
-			name:  "base-loop",
-			about: "the -base binary with `--engine loop`",
-			front: true,
-			start: func(ctx context.Context, h *harness, in *instance) error {
-				return startBerth(ctx, h, in, h.base, "--engine", "loop")
-			},
-		},
+		berthPeer("berth", "`bin/berth serve APP --workers 2 --listen 127.0.0.1:PORT --spawner exec` (standalone)",
+			func(h *harness) string { return h.berth }),
+		berthPeer("berth-loop", "berth as above, with `--engine loop` (experimental: an event loop per core)",
+			func(h *harness) string { return h.berth }, "--engine", "loop"),
+		berthPeer("base", "berth as above, built from the -base binary (an earlier build, for a before/after in the same rounds)",
+			func(h *harness) string { return h.base }),
+		berthPeer("base-loop", "the -base binary with `--engine loop`",
+			func(h *harness) string { return h.base }, "--engine", "loop"),
 		{
 			name:  "passenger",
 			about: "`passenger start --engine builtin --max-pool-size 2 --min-instances 2` (Debian's Passenger; turbocache on, its default)",
 			front: true,
 			tool:  "passenger",
 			start: startPassenger,
+		},
+	}
+}
+
+// berthPeer is a berth started from the binary bin picks (the one under
+// test or the -base one) with extra arguments.
+func berthPeer(name, about string, bin func(*harness) string, args ...string) *peer {
+	return &peer{
+		name:  name,
+		about: about,
+		front: true,
+		start: func(ctx context.Context, h *harness, in *instance) error {
+			return startBerth(ctx, h, in, bin(h), args...)
 		},
 	}
 }
