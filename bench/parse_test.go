@@ -137,6 +137,32 @@ func TestMedianAndRatio(t *testing.T) {
 	}
 }
 
+// A × nginx cell shows the median and, when the rounds differ, their range.
+func TestSpreadCell(t *testing.T) {
+	for _, tt := range []struct {
+		in   []float64
+		want string
+	}{
+		{nil, "–"},
+		{[]float64{0.9}, "0.90"},
+		{[]float64{0.901, 0.899}, "0.90"},
+		{[]float64{1.01, 0.88, 0.93}, "0.93 (0.88–1.01)"},
+	} {
+		if got := spreadCell(tt.in); got != tt.want {
+			t.Errorf("spreadCell(%v) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+	rs := results{}
+	rs.add("l", "nginx", result{round: 1, requests: 10, rps: 100})
+	rs.add("l", "berth", result{round: 1, requests: 10, rps: 90})
+	rs.add("l", "nginx", result{round: 2, requests: 10, rps: 50})
+	rs.add("l", "berth", result{round: 2, requests: 10, rps: 55})
+	rps := func(r result) float64 { return r.rps }
+	if got := spreadCell(rs.ratios("l", "berth", "nginx", rps, 0)); got != "1.00 (0.90–1.10)" {
+		t.Errorf("berth × nginx = %q, want the median of the same-round ratios 0.90 and 1.10 with their range", got)
+	}
+}
+
 func TestPick(t *testing.T) {
 	names := func(p *peer) string { return p.name }
 	t.Setenv("BENCH_PEERS", "berth, nginx")

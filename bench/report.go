@@ -65,6 +65,12 @@ const minCPU = 1.0
 
 // ratioAbove is ratio, counting only rounds where f(base) > floor.
 func (rs results) ratioAbove(load, peer, base string, f func(result) float64, floor float64) (float64, bool) {
+	return median(rs.ratios(load, peer, base, f, floor))
+}
+
+// ratios are f(peer)/f(base) of each round in which both peers measured
+// something and f(base) > floor.
+func (rs results) ratios(load, peer, base string, f func(result) float64, floor float64) []float64 {
 	var vs []float64
 	for _, r := range rs[load][peer] {
 		if !r.valid() {
@@ -76,7 +82,7 @@ func (rs results) ratioAbove(load, peer, base string, f func(result) float64, fl
 		}
 		vs = append(vs, f(r)/f(b))
 	}
-	return median(vs)
+	return vs
 }
 
 // line is one run's progress line on stderr.
@@ -172,7 +178,7 @@ func (h *harness) wrkTable(w func(string, ...any), rs results, l *load) {
 			}
 		}
 		cells := []string{p.name, rate(v),
-			ratioCell(rs.ratio(l.name, p.name, "nginx", rps)),
+			spreadCell(rs.ratios(l.name, p.name, "nginx", rps, 0)),
 			ratioCell(rs.ratio(l.name, p.name, "cluster", rps)),
 			latCell(medianOf(runs, func(r result) float64 { return r.p50 })),
 			latCell(medianOf(runs, p99)),
@@ -183,14 +189,14 @@ func (h *harness) wrkTable(w func(string, ...any), rs results, l *load) {
 		if p.front {
 			cells = append(cells,
 				cpuCell(medianOf(runs, front)),
-				ratioCell(rs.ratioAbove(l.name, p.name, "nginx", front, minCPU)),
+				spreadCell(rs.ratios(l.name, p.name, "nginx", front, minCPU)),
 			)
 		} else {
 			cells = append(cells, "–", "–")
 		}
 		cells = append(cells,
 			cpuCell(medianOf(runs, app)),
-			ratioCell(rs.ratioAbove(l.name, p.name, "nginx", app, minCPU)),
+			spreadCell(rs.ratios(l.name, p.name, "nginx", app, minCPU)),
 		)
 		if p.front {
 			cells = append(cells, mibCell(medianOf(runs, func(r result) float64 { return float64(r.frontRSS) })))
@@ -378,6 +384,21 @@ func ratioCell(v float64, ok bool) string {
 		return "–"
 	}
 	return fmt.Sprintf("%.2f", v)
+}
+
+// spreadCell is the median of the same-round ratios vs, and when the
+// rounds differ, their lowest and highest: "0.93 (0.88–1.01)". A target
+// read off the median alone hides whether it held in every round.
+func spreadCell(vs []float64) string {
+	m, ok := median(vs)
+	if !ok {
+		return "–"
+	}
+	lo, hi := slices.Min(vs), slices.Max(vs)
+	if fmt.Sprintf("%.2f", lo) == fmt.Sprintf("%.2f", hi) {
+		return fmt.Sprintf("%.2f", m)
+	}
+	return fmt.Sprintf("%.2f (%.2f–%.2f)", m, lo, hi)
 }
 
 func latCell(v float64, ok bool) string {
