@@ -129,6 +129,8 @@ type result struct {
 	seconds  float64 // download: its duration
 	bytes    float64 // download: bytes received
 	stalls   int64   // times a CPU of the machine stopped for stallMin or more during the run (-1: unknown)
+	idle     float64 // share of the machine's CPU time spent idle during the run (-1: unknown)
+	switches float64 // context switches on the whole machine per request (-1: unknown)
 	hitRate  float64 // spread: share of answers that were cache hits (-1: unknown)
 	entries  int64   // spread: entries in the cache after the run (-1: unknown)
 	ref      *result // spread: the same peer's run over one URL, same round
@@ -164,7 +166,9 @@ func (h *harness) measure(ctx context.Context, in *instance, args []string) resu
 	set := in.procs()
 	rss := startRSSSampler(ctx, set.front, 100*time.Millisecond)
 	stalls := h.stalls.count()
+	m0, mok0 := readMachineStat()
 	out, err := h.wrk(ctx, args)
+	m1, mok1 := readMachineStat()
 	if stalls >= 0 {
 		stalls = h.stalls.count() - stalls
 	}
@@ -185,6 +189,14 @@ func (h *harness) measure(ctx context.Context, in *instance, args []string) resu
 		status:   s.Status,
 		frontRSS: peak,
 		stalls:   stalls,
+		idle:     -1,
+		switches: -1,
+	}
+	if mok0 && mok1 && m1.total > m0.total {
+		r.idle = float64(m1.idle-m0.idle) / float64(m1.total-m0.total)
+		if s.Requests > 0 {
+			r.switches = float64(m1.switches-m0.switches) / s.Requests
+		}
 	}
 	if r.errors > 0 {
 		r.logs = in.logTails(3000)

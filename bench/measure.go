@@ -64,6 +64,70 @@ func readStat(pid int) (procStat, error) {
 	return parseStat(string(b))
 }
 
+// machineStat is the part of /proc/stat the harness uses: the machine as
+// a whole, whoever ran.
+type machineStat struct {
+	idle, total uint64 // clock ticks over all CPUs: idle + iowait, and every state
+	switches    uint64 // context switches since boot
+}
+
+// parseMachineStat parses the text of /proc/stat: the "cpu" line (the sum
+// over CPUs) and the "ctxt" line.
+func parseMachineStat(s string) (machineStat, error) {
+	var m machineStat
+	var cpu, ctxt bool
+	for line := range strings.Lines(s) {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		switch f[0] {
+		case "cpu":
+			// user nice system idle iowait irq softirq steal guest guest_nice;
+			// guest time is already counted in user.
+			if len(f) < 9 {
+				return machineStat{}, fmt.Errorf("/proc/stat cpu line %q: %d fields", strings.TrimSpace(line), len(f))
+			}
+			for i, v := range f[1:min(len(f), 9)] {
+				n, err := strconv.ParseUint(v, 10, 64)
+				if err != nil {
+					return machineStat{}, fmt.Errorf("/proc/stat cpu line: %w", err)
+				}
+				m.total += n
+				if i == 3 || i == 4 {
+					m.idle += n
+				}
+			}
+			cpu = true
+		case "ctxt":
+			if len(f) != 2 {
+				return machineStat{}, fmt.Errorf("/proc/stat ctxt line %q", strings.TrimSpace(line))
+			}
+			n, err := strconv.ParseUint(f[1], 10, 64)
+			if err != nil {
+				return machineStat{}, fmt.Errorf("/proc/stat ctxt line: %w", err)
+			}
+			m.switches = n
+			ctxt = true
+		}
+	}
+	if !cpu || !ctxt {
+		return machineStat{}, errors.New("/proc/stat: no cpu or ctxt line")
+	}
+	return m, nil
+}
+
+// readMachineStat reads /proc/stat; ok is false when it cannot be read (the
+// columns from it then show "?").
+func readMachineStat() (machineStat, bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return machineStat{}, false
+	}
+	m, err := parseMachineStat(string(b))
+	return m, err == nil
+}
+
 // parseVmRSS returns VmRSS in bytes from the text of /proc/<pid>/status
 // (0 for a process without one: a zombie or a kernel thread).
 func parseVmRSS(s string) int64 {

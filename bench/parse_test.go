@@ -243,3 +243,46 @@ func TestStallsCell(t *testing.T) {
 		t.Errorf("stallsCell of no valid run = %q", got)
 	}
 }
+
+func TestParseMachineStat(t *testing.T) {
+	const stat = "cpu  100 5 40 800 20 3 7 11 50 0\ncpu0 50 2 20 400 10 1 3 5 25 0\ncpu1 50 3 20 400 10 2 4 6 25 0\nintr 12345 0 0\nctxt 987654\nbtime 1765000000\nprocs_running 3\n"
+	got, err := parseMachineStat(stat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// idle = idle + iowait; total = user..steal, not guest (already in user).
+	want := machineStat{idle: 820, total: 986, switches: 987654}
+	if got != want {
+		t.Errorf("parseMachineStat = %+v, want %+v", got, want)
+	}
+	for _, bad := range []string{
+		"cpu0 1 2 3 4 5 6 7 8\nctxt 5\n",    // no summary line
+		"cpu  1 2 3 4 5 6 7 8\n",            // no ctxt
+		"cpu  1 2 3\nctxt 5\n",              // too few states
+		"cpu  1 2 3 x 5 6 7 8\nctxt 5\n",    // not a number
+		"cpu  1 2 3 4 5 6 7 8\nctxt five\n", // not a number
+	} {
+		if _, err := parseMachineStat(bad); err == nil {
+			t.Errorf("parseMachineStat(%q): no error", bad)
+		}
+	}
+}
+
+func TestMachineCells(t *testing.T) {
+	idle := func(r result) float64 { return r.idle }
+	runs := []result{
+		{requests: 10, idle: 0.01},
+		{requests: 10, idle: -1}, // /proc/stat unreadable
+		{requests: 10, idle: 0.03},
+		{err: errors.New("peer did not start"), idle: 0.5},
+	}
+	if got, want := idleCell(medianKnown(runs, idle)), "2.0 %"; got != want {
+		t.Errorf("idle cell = %q, want %q (the median of the known, valid runs)", got, want)
+	}
+	if got := idleCell(medianKnown(runs[1:2], idle)); got != "?" {
+		t.Errorf("idle cell with nothing known = %q, want ?", got)
+	}
+	if got, want := switchesCell(0.618, true), "0.62"; got != want {
+		t.Errorf("switchesCell = %q, want %q", got, want)
+	}
+}

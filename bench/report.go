@@ -54,6 +54,17 @@ func medianOf(runs []result, f func(result) float64) (float64, bool) {
 	return median(vs)
 }
 
+// medianKnown is medianOf over the runs where f is known (not negative).
+func medianKnown(runs []result, f func(result) float64) (float64, bool) {
+	var vs []float64
+	for _, r := range runs {
+		if v := f(r); r.valid() && v >= 0 {
+			vs = append(vs, v)
+		}
+	}
+	return median(vs)
+}
+
 // ratio is the median over rounds of f(peer)/f(base) within each round.
 func (rs results) ratio(load, peer, base string, f func(result) float64) (float64, bool) {
 	return rs.ratioAbove(load, peer, base, f, 0)
@@ -99,8 +110,9 @@ func (r result) line(l *load) string {
 			l.entries, rate(r.rps), pct(r.hitRate), count(r.entries), lat(r.p99), r.frontCPU,
 			rate(r.ref.rps), pct(r.ref.hitRate), r.ref.frontCPU, r.rps/r.ref.rps)
 	}
-	s := fmt.Sprintf("%s req/s  p50 %s  p99 %s  CPU stalls %s  errors %.0f  front %.1f µs/req  app %.1f µs/req  front RSS %s",
-		rate(r.rps), lat(r.p50), lat(r.p99), stalls(r.stalls), r.errors, r.frontCPU, r.appCPU, mib(r.frontRSS))
+	s := fmt.Sprintf("%s req/s  p50 %s  p99 %s  CPU stalls %s  errors %.0f  front %.1f µs/req  app %.1f µs/req  front RSS %s  idle %s  switches/req %s",
+		rate(r.rps), lat(r.p50), lat(r.p99), stalls(r.stalls), r.errors, r.frontCPU, r.appCPU, mib(r.frontRSS),
+		idleCell(r.idle, r.idle >= 0), switchesCell(r.switches, r.switches >= 0))
 	if r.logs != "" {
 		s += "\n    logs: " + r.logs
 	}
@@ -158,8 +170,8 @@ func (h *harness) report(m machine, rs results) string {
 }
 
 func (h *harness) wrkTable(w func(string, ...any), rs results, l *load) {
-	w("| peer | req/s | × nginx | × cluster | p50 | p99 | CPU stalls | p99, runs without | errors | front µs/req | × nginx | app µs/req | × nginx | front peak RSS |\n")
-	w("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
+	w("| peer | req/s | × nginx | × cluster | p50 | p99 | CPU stalls | p99, runs without | errors | front µs/req | × nginx | app µs/req | × nginx | front peak RSS | machine idle | switches/req |\n")
+	w("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	rps := func(r result) float64 { return r.rps }
 	front := func(r result) float64 { return r.frontCPU }
 	app := func(r result) float64 { return r.appCPU }
@@ -168,7 +180,7 @@ func (h *harness) wrkTable(w func(string, ...any), rs results, l *load) {
 		runs := rs[l.name][p.name]
 		v, ok := medianOf(runs, rps)
 		if !ok {
-			w("| %s | n/a | | | | | | | | | | | | |\n", p.name)
+			w("| %s | n/a | | | | | | | | | | | | | | |\n", p.name)
 			continue
 		}
 		var errs float64
@@ -203,6 +215,10 @@ func (h *harness) wrkTable(w func(string, ...any), rs results, l *load) {
 		} else {
 			cells = append(cells, "–")
 		}
+		cells = append(cells,
+			idleCell(medianKnown(runs, func(r result) float64 { return r.idle })),
+			switchesCell(medianKnown(runs, func(r result) float64 { return r.switches })),
+		)
 		w("| %s |\n", strings.Join(cells, " | "))
 	}
 }
@@ -228,15 +244,7 @@ func (h *harness) spreadTable(w func(string, ...any), rs results, l *load) {
 			continue
 		}
 		med := func(f func(result) float64) (float64, bool) { return medianOf(runs, f) }
-		known := func(f func(result) float64) (float64, bool) {
-			var vs []float64
-			for _, r := range runs {
-				if v := f(r); v >= 0 {
-					vs = append(vs, v)
-				}
-			}
-			return median(vs)
-		}
+		known := func(f func(result) float64) (float64, bool) { return medianKnown(runs, f) }
 		var errs float64
 		for _, r := range runs {
 			errs += r.errors + r.ref.errors
@@ -413,6 +421,20 @@ func cpuCell(v float64, ok bool) string {
 		return "–"
 	}
 	return fmt.Sprintf("%.1f", v)
+}
+
+func idleCell(v float64, ok bool) string {
+	if !ok {
+		return "?"
+	}
+	return fmt.Sprintf("%.1f %%", 100*v)
+}
+
+func switchesCell(v float64, ok bool) string {
+	if !ok {
+		return "?"
+	}
+	return fmt.Sprintf("%.2f", v)
 }
 
 func mibCell(v float64, ok bool) string {
