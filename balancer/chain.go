@@ -60,6 +60,11 @@ type Exchange struct {
 	// once it returns.
 	Worker    *Upstream
 	QueueWait time.Duration
+	// NoQueue says the request may not wait for a worker: when none is
+	// free at once, the Proxy answers 503 at once instead of queueing.
+	// Work berth does on its own (the cache's background refreshes) sets
+	// it, so that it never takes a visitor's place in the queue.
+	NoQueue bool
 
 	ctx  context.Context
 	conn *conn     // the HTTP/1.1 connection, or nil

@@ -95,3 +95,51 @@ func TestDoDeadline(t *testing.T) {
 		t.Fatal("the worker's connection stayed open")
 	}
 }
+
+// TestNoQueue: an exchange that may not wait for a worker gets a 503 at
+// once when none is free (here the only one is held), and takes no place
+// in the queue; once the worker is back, the same kind of exchange
+// reaches it.
+func TestNoQueue(t *testing.T) {
+	up, _ := worker(t, "w1", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("fresh"))
+	})
+	// A queue timeout longer than the test: an exchange that queued
+	// would hold Do until the test's own deadline.
+	p := NewPool(PoolConfig{QueueTimeout: time.Hour})
+	p.Add(up)
+	px, err := NewProxy(ProxyConfig{Pool: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	do := func() *memW {
+		t.Helper()
+		w := &memW{}
+		req := &h1.Request{Method: []byte("GET"), Target: []byte("/page"), Minor: 1, KeepAlive: true,
+			Header: h1.Fields{{Name: []byte("Host"), Value: []byte("example.com")}}}
+		x := &Exchange{Req: req, W: w, NoQueue: true}
+		returned := make(chan struct{})
+		go func() { Do(context.Background(), px, x); close(returned) }()
+		select {
+		case <-returned:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("Do did not return; %d request(s) queued", p.Queued())
+		}
+		if x.Worker == nil && w.status != 503 {
+			t.Errorf("no worker and status %d, want 503", w.status)
+		}
+		return w
+	}
+
+	p.SetHold(up, HoldBlocked, true)
+	if w := do(); w.status != 503 {
+		t.Errorf("with the only worker held: %d %q, want 503", w.status, w.body)
+	}
+	if n := p.Queued(); n != 0 {
+		t.Errorf("%d queued after the refusal", n)
+	}
+	p.SetHold(up, HoldBlocked, false)
+	if w := do(); w.status != 200 || string(w.body) != "fresh" {
+		t.Errorf("with the worker back: %d %q", w.status, w.body)
+	}
+}

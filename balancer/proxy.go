@@ -113,7 +113,9 @@ func (p *Proxy) ServeExchange(x *Exchange) {
 		// only for a request that waits in the queue.
 		up, _, _ := p.cfg.Pool.pick(sticky, tried)
 		var err error
-		if up == nil {
+		if up == nil && x.NoQueue {
+			err = ErrNoWorker
+		} else if up == nil {
 			t0 := time.Now()
 			x.Detach()
 			up, err = p.cfg.Pool.AcquirePreferring(x.Context(), sticky, tried)

@@ -125,10 +125,99 @@ func TestBackgroundRefreshThroughProxy(t *testing.T) {
 	}
 }
 
+// TestRefreshDoesNotQueue: a background refresh that finds no worker
+// free (the only one is held, as while its event loop is blocked) gives
+// up at once instead of waiting in the queue, where it would take a
+// visitor's place; the stale entry goes on answering, and once the worker
+// is back a later request refreshes it.
+func TestRefreshDoesNotQueue(t *testing.T) {
+	var calls atomic.Int32
+	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := calls.Add(1)
+		if n == 1 {
+			w.Header().Set("Cache-Control", "max-age=0, stale-while-revalidate=600")
+		} else {
+			w.Header().Set("Cache-Control", "max-age=600")
+		}
+		io.WriteString(w, "v"+string(rune('0'+n)))
+	})
+	c, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// A queue timeout longer than the test: a refresh that queued would
+	// stay queued.
+	addr, pool := throughProxyPool(t, c, app, balancer.PoolConfig{QueueTimeout: time.Hour})
+	client := &http.Client{Timeout: 10 * time.Second}
+	get := func() (string, string) {
+		t.Helper()
+		resp, err := client.Get("http://" + addr + "/page")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return string(body), resp.Header.Get("Cache-Status")
+	}
+
+	if body, cs := get(); body != "v1" || !strings.Contains(cs, "fwd=miss") {
+		t.Fatalf("first request: %q %q", body, cs)
+	}
+	w1 := pool.Upstreams()[0]
+	pool.SetHold(w1, balancer.HoldBlocked, true)
+	if body, cs := get(); body != "v1" || !strings.HasPrefix(cs, "berth; fwd=stale") {
+		t.Fatalf("stale hit with the worker held: %q %q, want v1 and a refresh started", body, cs)
+	}
+	// The refresh gives up at once: the entry is free to be refreshed
+	// again, which the next stale hit does (fwd=stale), and nothing ever
+	// waits in the queue. A refresh that queued would leave every later
+	// request a plain hit.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if n := pool.Queued(); n != 0 {
+			t.Fatalf("%d request(s) in the queue: a refresh is waiting for the held worker", n)
+		}
+		body, cs := get()
+		if body != "v1" {
+			t.Fatalf("while the worker is held: %q %q", body, cs)
+		}
+		if strings.HasPrefix(cs, "berth; fwd=stale") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the refresh was still under way after 5 s (%q): it is waiting for a worker", cs)
+		}
+		time.Sleep(5 * time.Millisecond) // a poll for the refresh's end, with a deadline
+	}
+	if n := calls.Load(); n != 1 {
+		t.Errorf("the app was asked %d times while held, want 1", n)
+	}
+
+	pool.SetHold(w1, balancer.HoldBlocked, false)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		body, cs := get()
+		if body == "v2" && cs == "berth; hit" {
+			break
+		}
+		if body != "v1" || time.Now().After(deadline) {
+			t.Fatalf("waiting for the refresh with the worker back: %q %q", body, cs)
+		}
+		time.Sleep(5 * time.Millisecond) // a poll for the store, with a deadline
+	}
+}
+
 // throughProxy puts c in front of the real proxy and front door, with app
 // as the one worker on a Unix socket, and returns the front door's
 // address.
 func throughProxy(t *testing.T, c *Cache, app http.Handler) string {
+	t.Helper()
+	addr, _ := throughProxyPool(t, c, app, balancer.PoolConfig{})
+	return addr
+}
+
+// throughProxyPool is throughProxy with the worker pool's configuration
+// given and the pool returned.
+func throughProxyPool(t *testing.T, c *Cache, app http.Handler, cfg balancer.PoolConfig) (string, *balancer.Pool) {
 	t.Helper()
 	path := t.TempDir() + "/w1.sock"
 	l, err := net.Listen("unix", path)
@@ -138,7 +227,7 @@ func throughProxy(t *testing.T, c *Cache, app http.Handler) string {
 	srv := &http.Server{Handler: app}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
-	pool := balancer.NewPool(balancer.PoolConfig{})
+	pool := balancer.NewPool(cfg)
 	pool.Add(&balancer.Upstream{Name: "w1", Network: "unix", Addr: path})
 	px, err := balancer.NewProxy(balancer.ProxyConfig{Pool: pool})
 	if err != nil {
@@ -154,5 +243,5 @@ func throughProxy(t *testing.T, c *Cache, app http.Handler) string {
 	}
 	go front.Serve(context.Background())
 	t.Cleanup(func() { front.Close() })
-	return fl.Addr().String()
+	return fl.Addr().String(), pool
 }

@@ -21,8 +21,11 @@ const (
 // stale-while-revalidate window that x found (RFC 5861 §3), unless a miss
 // for the same key and variant is already at the app (it leads a flight
 // that the refresh would duplicate), or Config.Unavailable says no worker
-// can answer (the refresh would only take a place in the queue). The refresh leads that key's flight,
-// so that misses arriving meanwhile wait for it instead of asking too.
+// can answer. The refresh leads that key's flight, so that misses arriving
+// meanwhile wait for it instead of asking too. It never waits in the
+// worker queue (Exchange.NoQueue): when no worker is free at once (all are
+// held, say, while the app is busy), it gives up and the next request to
+// find the entry stale tries again.
 //
 // It reports refreshHere for an entry whose Vary names a credential
 // (Cookie, Authorization, Proxy-Authorization): the cache does not copy a
@@ -72,7 +75,7 @@ func (c *Cache) runRefresh(next balancer.Handler, req *h1.Request, tls bool, key
 		r = c.newRecorder(x, &h, []byte(key), e)
 		r.background = true
 		stored = c.send(next, x, r, f)
-	}), &balancer.Exchange{Req: req, W: discard{}, TLS: tls})
+	}), &balancer.Exchange{Req: req, W: discard{}, TLS: tls, NoQueue: true})
 	if f != nil {
 		c.st.land(fkey, f, stored)
 	}
