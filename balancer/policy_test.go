@@ -18,13 +18,12 @@ func TestLeastBusy(t *testing.T) {
 		loads []int64
 		skip  []int
 		held  []int
-		start int
 		want  string // "" for nil
 	}{
 		{name: "empty", loads: nil, want: ""},
 		{name: "picks the idlest", loads: []int64{3, 1, 2}, want: "b"},
-		{name: "ties rotate from start", loads: []int64{0, 0, 0}, start: 1, want: "b"},
-		{name: "ties rotate past the end", loads: []int64{0, 0, 0}, start: 5, want: "c"},
+		{name: "ties go to the first", loads: []int64{0, 0, 0}, want: "a"},
+		{name: "ties past the first go to the first of them", loads: []int64{2, 1, 1}, want: "b"},
 		{name: "skips tried", loads: []int64{0, 5, 1}, skip: []int{0}, want: "c"},
 		{name: "all skipped", loads: []int64{0, 1}, skip: []int{0, 1}, want: ""},
 		{name: "skips held", loads: []int64{0, 5, 1}, held: []int{0}, want: "c"},
@@ -39,7 +38,7 @@ func TestLeastBusy(t *testing.T) {
 			for _, i := range tc.held {
 				us[i].hold.Store(HoldBlocked)
 			}
-			got := leastBusy(us, skip, tc.start)
+			got := leastBusy(us, skip)
 			name := ""
 			if got != nil {
 				name = got.Name
@@ -51,13 +50,17 @@ func TestLeastBusy(t *testing.T) {
 	}
 }
 
-func TestLeastBusySpreadsIdleRequests(t *testing.T) {
+// TestLeastBusyFirstAvailable: requests one at a time all go to the first
+// worker; one that comes while it is busy goes to the next.
+func TestLeastBusyFirstAvailable(t *testing.T) {
 	us := ups(0, 0)
-	count := map[string]int{}
 	for i := 0; i < 10; i++ {
-		count[leastBusy(us, nil, i).Name]++
+		if u := leastBusy(us, nil); u.Name != "a" {
+			t.Fatalf("idle request %d went to %s, want a", i, u.Name)
+		}
 	}
-	if count["a"] != 5 || count["b"] != 5 {
-		t.Errorf("idle workers got %v, want 5 each", count)
+	us[0].inflight.Add(1)
+	if u := leastBusy(us, nil); u.Name != "b" {
+		t.Errorf("with a busy, the request went to %s, want b", u.Name)
 	}
 }

@@ -52,7 +52,6 @@ type Pool struct {
 	// stall its whole loop).
 	ups atomic.Pointer[[]*Upstream]
 
-	next   atomic.Uint64 // rotates the start of the least-busy scan
 	queued atomic.Int64
 	total  atomic.Uint64
 }
@@ -184,7 +183,7 @@ func (p *Pool) pick(prefer []byte, skip []*Upstream) (*Upstream, string, <-chan 
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	ups := p.snapshot()
-	u := choose(ups, prefer, skip, int(p.next.Add(1)))
+	u := choose(ups, prefer, skip)
 	if u == nil {
 		reason := p.reason
 		if reason == "" && len(ups) > 0 && len(skip) > 0 && allIn(ups, skip) {
@@ -201,7 +200,7 @@ func (p *Pool) pick(prefer []byte, skip []*Upstream) (*Upstream, string, <-chan 
 // snapshot read without the lock, unless it was retired since: then it
 // gives the request back and returns nil, as it does when ups has none.
 func (p *Pool) tryPick(ups []*Upstream, prefer []byte, skip []*Upstream) *Upstream {
-	u := choose(ups, prefer, skip, int(p.next.Add(1)))
+	u := choose(ups, prefer, skip)
 	if u == nil {
 		return nil
 	}
@@ -217,7 +216,7 @@ func (p *Pool) tryPick(ups []*Upstream, prefer []byte, skip []*Upstream) *Upstre
 
 // choose is the worker named prefer when it is in ups, not held and not
 // in skip (sticky sessions); otherwise the least-busy one.
-func choose(ups []*Upstream, prefer []byte, skip []*Upstream, start int) *Upstream {
+func choose(ups []*Upstream, prefer []byte, skip []*Upstream) *Upstream {
 	if len(prefer) > 0 {
 		for _, x := range ups {
 			if x.Name == string(prefer) && x.hold.Load() == 0 && !slices.Contains(skip, x) {
@@ -225,7 +224,7 @@ func choose(ups []*Upstream, prefer []byte, skip []*Upstream, start int) *Upstre
 			}
 		}
 	}
-	return leastBusy(ups, skip, start)
+	return leastBusy(ups, skip)
 }
 
 func allIn(ups, skip []*Upstream) bool {

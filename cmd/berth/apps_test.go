@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -73,22 +74,22 @@ func getAppReply(t *testing.T, url string) appReply {
 	return r
 }
 
-// repliesFromBothWorkers sends requests to berth until two worker pids
-// answered (at most 20) and returns the replies.
+// repliesFromBothWorkers sends requests to berth, several at once, until
+// two worker pids answered, and returns the replies.
 func repliesFromBothWorkers(t *testing.T, b *berthProc, wantApp string) []appReply {
 	t.Helper()
 	var replies []appReply
-	pids := map[int]bool{}
-	for i := 0; i < 20 && len(pids) < 2; i++ {
-		r := getAppReply(t, b.URL+"/")
-		if r.App != wantApp || r.Pid == 0 {
-			t.Fatalf("request %d: answered by app %q pid %d, want %q", i, r.App, r.Pid, wantApp)
+	pids := fromWorkers(t, b.URL+"/", 2, func(body string) string {
+		var r appReply
+		if err := json.Unmarshal([]byte(body), &r); err != nil || r.App != wantApp || r.Pid == 0 {
+			t.Errorf("answered %q (%v), want app %q", body, err, wantApp)
+			return ""
 		}
-		pids[r.Pid] = true
 		replies = append(replies, r)
-	}
+		return strconv.Itoa(r.Pid)
+	})
 	if len(pids) != 2 {
-		t.Fatalf("20 requests reached %d worker pids, want 2", len(pids))
+		t.Fatalf("requests at once reached %d worker pids, want 2", len(pids))
 	}
 	return replies
 }
@@ -178,16 +179,16 @@ func TestHTTPProxyAppWithTwoServers(t *testing.T) {
 	b := serveTestApp(t, "proxy", "--env", fmt.Sprintf("TARGET_PORT=%d", targetPort))
 	// Every answer comes from the target server, which only one worker
 	// could bind; both workers' proxies (the served servers) forward to it.
-	proxies := map[string]bool{}
 	targets := map[int]bool{}
-	for i := 0; i < 20 && len(proxies) < 2; i++ {
-		r := getAppReply(t, b.URL+"/")
-		if r.App != "proxy-target" || r.ProxiedBy == "" {
-			t.Fatalf("request %d: %+v, want an answer of the target through a proxy", i, r)
+	proxies := fromWorkers(t, b.URL+"/", 2, func(body string) string {
+		var r appReply
+		if err := json.Unmarshal([]byte(body), &r); err != nil || r.App != "proxy-target" || r.ProxiedBy == "" {
+			t.Errorf("answered %q (%v), want an answer of the target through a proxy", body, err)
+			return ""
 		}
-		proxies[r.ProxiedBy] = true
 		targets[r.Pid] = true
-	}
+		return r.ProxiedBy
+	})
 	if len(proxies) != 2 || len(targets) != 1 {
 		t.Errorf("answers proxied by %d workers from %d targets, want 2 proxies and 1 target", len(proxies), len(targets))
 	}

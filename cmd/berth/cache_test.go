@@ -194,15 +194,10 @@ func TestCacheStaleIfError(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(filepath.Dir(count), "down"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	pids := map[int]bool{}
-	for i := 0; i < 20 && len(pids) < 2; i++ {
-		if r := cacheGet(t, c, b.URL+"/pid"); r.status == 200 {
-			pid, _ := strconv.Atoi(r.body)
-			pids[pid] = true
-		}
-	}
+	pids := fromWorkers(t, b.URL+"/pid", 2, func(body string) string { return strings.TrimSpace(body) })
 	for pid := range pids {
-		syscall.Kill(pid, syscall.SIGKILL)
+		n, _ := strconv.Atoi(pid)
+		syscall.Kill(n, syscall.SIGKILL)
 	}
 	b.WaitForN(`msg="worker exited"`, len(pids), 10*time.Second)
 	checked := 0

@@ -28,15 +28,13 @@ func TestGenericApps(t *testing.T) {
 			}
 			b := startBerth(t, dir, append([]string{"--workers", "2"}, tc.args...)...)
 			b.WaitForN(`msg="worker ready"`, 2, 20*time.Second)
-			pids := map[string]bool{}
-			for i := 0; i < 10; i++ {
-				code, body := get(t, nil, b.URL+"/")
-				m := regexp.MustCompile(tc.want).FindStringSubmatch(body)
-				if code != 200 || m == nil {
-					t.Fatalf("request %d: %d %q, want %s", i, code, body, tc.want)
+			pids := fromWorkers(t, b.URL+"/", 2, func(body string) string {
+				if m := regexp.MustCompile(tc.want).FindStringSubmatch(body); m != nil {
+					return m[1]
 				}
-				pids[m[1]] = true
-			}
+				t.Errorf("answer %q, want %s", body, tc.want)
+				return "?"
+			})
 			if len(pids) != 2 {
 				t.Errorf("requests reached %d workers, want 2", len(pids))
 			}

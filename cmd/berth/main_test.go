@@ -221,6 +221,65 @@ func get(t *testing.T, c *http.Client, url string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
+// atOnce does n GETs of url released at the same moment, so that they are
+// in flight together, and returns the bodies. Requests one after the other
+// all go to the first worker (ties go to the first), so this is how a test
+// reaches more than one. An error or a status other than 200 fails t.
+func atOnce(t *testing.T, url string, n int) []string {
+	t.Helper()
+	type result struct {
+		code int
+		body string
+		err  error
+	}
+	results := make([]result, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range results {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			resp, err := http.Get(url)
+			if err != nil {
+				results[i].err = err
+				return
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			results[i] = result{resp.StatusCode, string(body), err}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	bodies := make([]string, n)
+	for i, r := range results {
+		if r.err != nil || r.code != 200 {
+			t.Fatalf("GET %s (%d at once): %d %q %v", url, n, r.code, r.body, r.err)
+		}
+		bodies[i] = r.body
+	}
+	return bodies
+}
+
+// fromWorkers sends bursts of requests at once to url (at most ten bursts
+// of eight) until want different workers answered, and returns how many
+// answers each gave; worker names the worker from a body ("" fails t).
+func fromWorkers(t *testing.T, url string, want int, worker func(body string) string) map[string]int {
+	t.Helper()
+	seen := map[string]int{}
+	for i := 0; i < 10 && len(seen) < want; i++ {
+		for _, body := range atOnce(t, url, 8) {
+			w := worker(body)
+			if w == "" {
+				t.Fatalf("GET %s: no worker in %q", url, body)
+			}
+			seen[w]++
+		}
+	}
+	return seen
+}
+
 // alive reports whether a process with pid exists.
 func alive(pid int) bool {
 	return syscall.Kill(pid, 0) == nil

@@ -45,21 +45,30 @@ func getEcho(t *testing.T, c *http.Client, url string) echoReply {
 func TestHelloTwoWorkersBothServe(t *testing.T) {
 	b := startBerth(t, "../../examples/hello", "--workers", "2")
 	b.WaitForN(`msg="worker ready"`, 2, 20*time.Second)
-	pids := map[string]int{}
 	re := regexp.MustCompile(`hello from pid (\d+)`)
+	pid := func(body string) string {
+		if m := re.FindStringSubmatch(body); m != nil {
+			return m[1]
+		}
+		return ""
+	}
+	// One after the other, requests go to the first worker: it is never
+	// busy when the next comes.
+	one := map[string]int{}
 	for i := 0; i < 20; i++ {
 		code, body := get(t, nil, b.URL+"/")
-		if code != 200 {
-			t.Fatalf("request %d: status %d: %s", i, code, body)
+		if code != 200 || pid(body) == "" {
+			t.Fatalf("request %d: %d %q", i, code, body)
 		}
-		m := re.FindStringSubmatch(body)
-		if m == nil {
-			t.Fatalf("request %d: unexpected body %q", i, body)
-		}
-		pids[m[1]]++
+		one[pid(body)]++
 	}
+	if len(one) != 1 {
+		t.Errorf("20 requests one after the other reached %d workers, want 1 (ties go to the first): %v", len(one), one)
+	}
+	// Requests at once reach both.
+	pids := fromWorkers(t, b.URL+"/", 2, pid)
 	if len(pids) != 2 {
-		t.Fatalf("20 requests reached %d worker pids, want 2: %v", len(pids), pids)
+		t.Fatalf("requests at once reached %d worker pids, want 2: %v", len(pids), pids)
 	}
 	t.Logf("requests per worker pid: %v", pids)
 }
@@ -104,11 +113,14 @@ func TestKilledWorkerIsReplaced(t *testing.T) {
 	}
 	b.WaitFor(fmt.Sprintf(`msg="worker exited".* pid=%d`, victim), 10*time.Second)
 	b.WaitForN(`msg="worker ready"`, 3, 20*time.Second)
-	seen := map[int]bool{}
-	for i := 0; i < 20; i++ {
-		seen[getEcho(t, nil, b.URL+"/").Pid] = true
-	}
-	if seen[victim] {
+	seen := fromWorkers(t, b.URL+"/", 2, func(body string) string {
+		var r echoReply
+		if json.Unmarshal([]byte(body), &r) != nil || r.Pid == 0 {
+			return ""
+		}
+		return strconv.Itoa(r.Pid)
+	})
+	if seen[strconv.Itoa(victim)] > 0 {
 		t.Fatalf("killed worker %d still answers", victim)
 	}
 	if len(seen) != 2 {
