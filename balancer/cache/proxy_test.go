@@ -55,39 +55,17 @@ func TestBackgroundRefreshThroughProxy(t *testing.T) {
 	var calls atomic.Int32
 	refresh := make(chan http.Header, 1)
 	release := make(chan struct{})
-	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n := calls.Add(1)
+	app := swrHTTPApp(&calls, func(n int32, r *http.Request) {
 		if n == 2 {
 			refresh <- r.Header.Clone()
 			<-release
 		}
-		if n == 1 {
-			w.Header().Set("Cache-Control", "max-age=0, stale-while-revalidate=60")
-		} else {
-			w.Header().Set("Cache-Control", "max-age=60")
-		}
-		io.WriteString(w, "v"+string(rune('0'+n)))
 	})
 	c, err := New(Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := throughProxy(t, c, app)
-	client := &http.Client{Timeout: 10 * time.Second}
-	get := func(kv ...string) (string, string) {
-		t.Helper()
-		req, _ := http.NewRequest("GET", "http://"+addr+"/page", nil)
-		for i := 0; i+1 < len(kv); i += 2 {
-			req.Header.Set(kv[i], kv[i+1])
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return string(body), resp.Header.Get("Cache-Status")
-	}
+	get := pageGetter(t, throughProxy(t, c, app))
 
 	get()
 	body, cs := get("Authorization", "Bearer secret", "Cookie", "sid=mine")
@@ -109,16 +87,7 @@ func TestBackgroundRefreshThroughProxy(t *testing.T) {
 		t.Errorf("during the refresh: %q %q", body, cs)
 	}
 	close(release)
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		body, cs := get()
-		if body == "v2" && cs == "berth; hit" {
-			break
-		}
-		if body != "v1" || time.Now().After(deadline) {
-			t.Fatalf("waiting for the refresh: %q %q", body, cs)
-		}
-		time.Sleep(5 * time.Millisecond) // a poll for the store, with a deadline
-	}
+	waitRefreshed(t, get)
 	c.Close()
 	if n := calls.Load(); n != 2 {
 		t.Errorf("the app was asked %d times, want 2", n)
@@ -132,15 +101,7 @@ func TestBackgroundRefreshThroughProxy(t *testing.T) {
 // is back a later request refreshes it.
 func TestRefreshDoesNotQueue(t *testing.T) {
 	var calls atomic.Int32
-	app := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		n := calls.Add(1)
-		if n == 1 {
-			w.Header().Set("Cache-Control", "max-age=0, stale-while-revalidate=600")
-		} else {
-			w.Header().Set("Cache-Control", "max-age=600")
-		}
-		io.WriteString(w, "v"+string(rune('0'+n)))
-	})
+	app := swrHTTPApp(&calls, nil)
 	c, err := New(Config{})
 	if err != nil {
 		t.Fatal(err)
@@ -149,17 +110,7 @@ func TestRefreshDoesNotQueue(t *testing.T) {
 	// A queue timeout longer than the test: a refresh that queued would
 	// stay queued.
 	addr, pool := throughProxyPool(t, c, app, balancer.PoolConfig{QueueTimeout: time.Hour})
-	client := &http.Client{Timeout: 10 * time.Second}
-	get := func() (string, string) {
-		t.Helper()
-		resp, err := client.Get("http://" + addr + "/page")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return string(body), resp.Header.Get("Cache-Status")
-	}
+	get := pageGetter(t, addr)
 
 	if body, cs := get(); body != "v1" || !strings.Contains(cs, "fwd=miss") {
 		t.Fatalf("first request: %q %q", body, cs)
@@ -194,15 +145,61 @@ func TestRefreshDoesNotQueue(t *testing.T) {
 	}
 
 	pool.SetHold(w1, balancer.HoldBlocked, false)
+	waitRefreshed(t, get)
+}
+
+// waitRefreshed polls with get, for 10 s at most, until the stale "v1"
+// has been replaced by a stored "v2" (a plain hit); any other answer
+// fails t.
+func waitRefreshed(t *testing.T, get func(kv ...string) (string, string)) {
+	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		body, cs := get()
 		if body == "v2" && cs == "berth; hit" {
-			break
+			return
 		}
 		if body != "v1" || time.Now().After(deadline) {
-			t.Fatalf("waiting for the refresh with the worker back: %q %q", body, cs)
+			t.Fatalf("waiting for the refresh: %q %q", body, cs)
 		}
 		time.Sleep(5 * time.Millisecond) // a poll for the store, with a deadline
+	}
+}
+
+// swrHTTPApp answers "v1" with "max-age=0, stale-while-revalidate=60",
+// then "vN" with "max-age=60", counting its requests in calls; before, if
+// set, runs first with the request's number.
+func swrHTTPApp(calls *atomic.Int32, before func(n int32, r *http.Request)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := calls.Add(1)
+		if before != nil {
+			before(n, r)
+		}
+		if n == 1 {
+			w.Header().Set("Cache-Control", "max-age=0, stale-while-revalidate=60")
+		} else {
+			w.Header().Set("Cache-Control", "max-age=60")
+		}
+		io.WriteString(w, "v"+string(rune('0'+n)))
+	})
+}
+
+// pageGetter returns a function that GETs /page from addr with the given
+// field names and values, and returns the body and Cache-Status.
+func pageGetter(t *testing.T, addr string) func(kv ...string) (string, string) {
+	client := &http.Client{Timeout: 10 * time.Second}
+	return func(kv ...string) (string, string) {
+		t.Helper()
+		req, _ := http.NewRequest("GET", "http://"+addr+"/page", nil)
+		for i := 0; i+1 < len(kv); i += 2 {
+			req.Header.Set(kv[i], kv[i+1])
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return string(body), resp.Header.Get("Cache-Status")
 	}
 }
 
