@@ -264,7 +264,8 @@ func atOnce(t *testing.T, url string, n int) []string {
 
 // fromWorkers sends bursts of requests at once to url (at most ten bursts
 // of eight) until want different workers answered, and returns how many
-// answers each gave; worker names the worker from a body ("" fails t).
+// answers each gave; worker names the worker from a body, or returns ""
+// for an answer the test does not expect, which fails t.
 func fromWorkers(t *testing.T, url string, want int, worker func(body string) string) map[string]int {
 	t.Helper()
 	seen := map[string]int{}
@@ -272,7 +273,7 @@ func fromWorkers(t *testing.T, url string, want int, worker func(body string) st
 		for _, body := range atOnce(t, url, 8) {
 			w := worker(body)
 			if w == "" {
-				t.Fatalf("GET %s: no worker in %q", url, body)
+				t.Fatalf("GET %s: unexpected answer %q", url, body)
 			}
 			seen[w]++
 		}
