@@ -100,10 +100,11 @@ func run(ctx context.Context, berth, base, out, commit string) error {
 	total := h.rounds * len(h.loads) * len(h.peers)
 	n := 0
 	// Interleaved: every round runs every load against every peer, so a
-	// slow patch of the shared machine hits all peers of a round alike.
+	// slow patch of the shared machine hits all peers of a round alike;
+	// and in turn, so that a drift within rounds favours no peer.
 	for round := 1; round <= h.rounds; round++ {
 		for _, l := range h.loads {
-			for _, p := range h.peers {
+			for _, p := range roundOrder(h.peers, round) {
 				if ctx.Err() != nil {
 					return fmt.Errorf("interrupted; peers stopped, %s removed", work)
 				}
@@ -128,6 +129,19 @@ func run(ctx context.Context, berth, base, out, commit string) error {
 		fmt.Fprintln(os.Stderr, "bench: wrote", out)
 	}
 	return nil
+}
+
+// roundOrder is the order the peers run in, in a round: as given in odd
+// rounds, reversed in even ones. With a fixed order the machine's drift
+// over a round (a host that lends CPU in bursts and then takes it back)
+// would always favour the same one of two neighbours, nginx or berth.
+func roundOrder(peers []*peer, round int) []*peer {
+	if round%2 == 1 {
+		return peers
+	}
+	r := slices.Clone(peers)
+	slices.Reverse(r)
+	return r
 }
 
 // runOne starts p fresh, runs l against it and stops it.

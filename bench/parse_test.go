@@ -179,6 +179,29 @@ func TestPick(t *testing.T) {
 	}
 }
 
+// Neighbours swap places every other round, and the peers as configured
+// stay as they were.
+func TestRoundOrder(t *testing.T) {
+	peers := allPeers()[:4]
+	names := func(ps []*peer) string {
+		var b strings.Builder
+		for _, p := range ps {
+			b.WriteString(p.name + " ")
+		}
+		return b.String()
+	}
+	given := names(peers)
+	for round, want := range map[int]string{1: given, 3: given,
+		2: names([]*peer{peers[3], peers[2], peers[1], peers[0]})} {
+		if got := names(roundOrder(peers, round)); got != want {
+			t.Errorf("round %d: %s, want %s", round, got, want)
+		}
+	}
+	if names(peers) != given {
+		t.Errorf("roundOrder changed the configured order to %s", names(peers))
+	}
+}
+
 func TestParseCacheCounts(t *testing.T) {
 	out := []byte(`{"app": "bench-1", "pid": 7, "cache": {"hits": 90, "misses": 10, "stale": 0, "bypass": 3, "refreshes": 0, "entries": 10000, "bytes": 5000000, "max_bytes": 67108864}}`)
 	c, ok := parseCacheCounts(out)

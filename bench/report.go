@@ -137,7 +137,7 @@ func (h *harness) report(m machine, rs results) string {
 	}
 	w("- versions: %s\n", strings.Join(vs, "; "))
 	w("- berth commit: %s\n", m.commit)
-	w("- runs: %d interleaved rounds; each run %s after a %s warm-up; wrk with 2 threads (1 for 1 connection), `--latency`; %d app processes per peer (1 for direct)\n",
+	w("- runs: %d interleaved rounds, the peers in turn (reversed every other round); each run %s after a %s warm-up; wrk with 2 threads (1 for 1 connection), `--latency`; %d app processes per peer (1 for direct)\n",
 		h.rounds, h.duration, h.warmup, appProcs)
 	w("\nPeers:\n\n")
 	for _, p := range h.peers {
