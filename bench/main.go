@@ -103,8 +103,9 @@ func run(ctx context.Context, berth, base, out, commit string) error {
 	// slow patch of the shared machine hits all peers of a round alike;
 	// and in turn, so that a drift within rounds favours no peer.
 	for round := 1; round <= h.rounds; round++ {
+		peers := roundOrder(h.peers, round)
 		for _, l := range h.loads {
-			for _, p := range roundOrder(h.peers, round) {
+			for _, p := range peers {
 				if ctx.Err() != nil {
 					return fmt.Errorf("interrupted; peers stopped, %s removed", work)
 				}
