@@ -222,7 +222,11 @@ func (cn *conn) servedInTurn() bool {
 func (cn *conn) acquireWriter() {
 	if cn.bw == nil {
 		cn.bw = bufWriters.Get().(*bufio.Writer)
-		cn.bw.Reset(cn.c)
+		if _, ok := cn.c.(io.ReaderFrom); ok {
+			cn.bw.Reset(sockReaderFrom{sockWriter{cn}})
+		} else {
+			cn.bw.Reset(sockWriter{cn})
+		}
 	}
 }
 
@@ -425,6 +429,28 @@ var (
 	vNoStore      = []byte("no-store")
 )
 
+// sockWriter is what a connection's write buffer writes to: each write
+// that reaches the socket first keeps the write deadline armed. Arming
+// there, not per piece written into the buffer, reads the clock once for
+// a response that leaves in one send, however many pieces (head, body,
+// flush) it was written in.
+type sockWriter struct{ cn *conn }
+
+func (s sockWriter) Write(p []byte) (int, error) {
+	s.cn.armWrite()
+	return s.cn.c.Write(p)
+}
+
+// sockReaderFrom is the sockWriter of a connection that sends files
+// itself (sendfile): the write buffer hands such a body to its ReadFrom.
+// clientWriter.ReadFrom arms the deadline per piece.
+type sockReaderFrom struct{ sockWriter }
+
+func (s sockReaderFrom) ReadFrom(r io.Reader) (int64, error) {
+	s.cn.armWrite()
+	return s.cn.c.(io.ReaderFrom).ReadFrom(r)
+}
+
 // armWrite keeps a write deadline BodyTimeout ahead, re-arming it only when
 // half of it has passed (a timer change per write would cost on the hot
 // path): a client that stops reading is dropped after between half and
@@ -544,7 +570,6 @@ func (rb *requestBody) Read(p []byte) (int, error) {
 	if rb.cn.req.ExpectContinue && !rb.sent100 {
 		rb.sent100 = true
 		if rb.cn.rd.Buffered() == 0 {
-			rb.cn.armWrite()
 			rb.cn.bw.Write(continue100)
 			if err := rb.cn.bw.Flush(); err != nil {
 				rb.err = err
@@ -643,7 +668,6 @@ func (w *clientWriter) WriteHead(resp *h1.Response) error {
 	} else if req.Minor == 0 {
 		return nil // HTTP/1.0 clients get no interim responses
 	}
-	cn.armWrite()
 	bw.WriteString("HTTP/1.1 ")
 	bw.Write(strconv.AppendInt(w.scratch[:0], int64(resp.Status), 10))
 	bw.WriteByte(' ')
@@ -718,7 +742,6 @@ func (w *clientWriter) Write(p []byte) (int, error) {
 	if w.noBody {
 		return len(p), nil
 	}
-	w.cn.armWrite()
 	var n int
 	var err error
 	switch {
@@ -806,7 +829,6 @@ func (w *clientWriter) ReadFrom(r io.Reader) (int64, error) {
 type writerOnly struct{ io.Writer }
 
 func (w *clientWriter) Flush() error {
-	w.cn.armWrite()
 	if err := w.cn.bw.Flush(); err != nil {
 		return fmt.Errorf("%w: %w", errClientWrite, err)
 	}

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"berth/balancer/h1"
 )
 
 // TestPoisonRequestCostsOneWorker: a request whose handler kills its
@@ -326,20 +328,49 @@ func TestStalledClientsAreDropped(t *testing.T) {
 		c, _ := rawConn(t, fd)
 		c.(*net.TCPConn).SetReadBuffer(4096)
 		io.WriteString(c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			srv.mu.Lock()
-			n := len(srv.conns)
-			srv.mu.Unlock()
-			if n == 0 {
+		waitNoConns(t, srv, "a client that stopped reading still holds its connection")
+	})
+}
+
+// TestStalledReaderOfWrittenBody: a link that writes a large body piece
+// by piece (as the cache and the error pages do, not by ReadFrom) to a
+// client that stopped reading gets a write error within BodyTimeout, and
+// the connection goes: each write that reaches the socket keeps the
+// write deadline.
+func TestStalledReaderOfWrittenBody(t *testing.T) {
+	piece := bytes.Repeat([]byte("z"), 16<<10)
+	const pieces = 512 // 8 MiB, far more than the socket buffers hold
+	werr := make(chan error, 1)
+	h := HandlerFunc(func(x *Exchange) {
+		resp := h1.Response{Status: 200, ContentLength: int64(len(piece) * pieces)}
+		if err := x.W.WriteHead(&resp); err != nil {
+			werr <- err
+			return
+		}
+		for range pieces {
+			if _, err := x.W.Write(piece); err != nil {
+				werr <- err
 				return
 			}
-			if time.Now().After(deadline) {
-				t.Fatal("a client that stopped reading still holds its connection")
-			}
-			time.Sleep(20 * time.Millisecond)
 		}
+		werr <- nil
 	})
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	srv, _ := NewServer(ServerConfig{Handler: h, Listeners: []net.Listener{l}, BodyTimeout: 400 * time.Millisecond})
+	go srv.Serve(t.Context())
+	t.Cleanup(func() { srv.Close() })
+	c, _ := rawConn(t, &frontDoor{Addr: l.Addr().String(), srv: srv})
+	c.(*net.TCPConn).SetReadBuffer(4096)
+	io.WriteString(c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+	select {
+	case err := <-werr:
+		if err == nil {
+			t.Fatal("8 MiB written to a client that reads nothing")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a write to a client that stopped reading still blocks after 10 s")
+	}
+	waitNoConns(t, srv, "a client that stopped reading still holds its connection")
 }
 
 // TestUnreadRequestIsSentAgain: a worker that closes a connection with

@@ -24,6 +24,26 @@ func rawConn(t *testing.T, fd *frontDoor) (net.Conn, *bufio.Reader) {
 	return c, bufio.NewReader(c)
 }
 
+// waitNoConns waits until the server tracks no connection at all; it
+// fails with complaint after 10 s.
+func waitNoConns(t *testing.T, s *Server, complaint string) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		s.mu.Lock()
+		n, changed := len(s.conns), s.changed
+		s.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatal(complaint)
+		}
+	}
+}
+
 // waitConns waits until the server tracks n connections in state.
 func waitConns(t *testing.T, s *Server, state int32, n int) {
 	t.Helper()
