@@ -66,6 +66,7 @@ type Exchange struct {
 	// it, so that it never takes a visitor's place in the queue.
 	NoQueue bool
 
+	now  time.Time // what Now returned, zero before its first call
 	ctx  context.Context
 	conn *conn     // the HTTP/1.1 connection, or nil
 	h2   *h2Stream // the HTTP/2 stream, or nil
@@ -96,6 +97,21 @@ func (x *Exchange) task() *loop.Task {
 		return nil
 	}
 	return x.conn.task
+}
+
+// Now reads the clock once per exchange: the first call reads it, later
+// calls return the same reading. Links ahead of the Proxy that need the
+// time of the request (the static link's expiry checks, the cache's
+// freshness) take it from here, so that a request reads the clock once
+// however many of them ask; reading it costs about as much as a link's
+// own work on a cache hit. After a wait (the Proxy, a coalesced miss)
+// the reading is old: a link that needs the time then reads the clock
+// itself.
+func (x *Exchange) Now() time.Time {
+	if x.now.IsZero() {
+		x.now = time.Now()
+	}
+	return x.now
 }
 
 // Context ends when the client goes away or berth stops at once; for a

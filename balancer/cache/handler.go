@@ -231,7 +231,7 @@ func (c *Cache) serve(next balancer.Handler, x *balancer.Exchange) {
 		c.pass(next, x)
 		return
 	}
-	now := time.Now()
+	now := x.Now()
 	if e != nil {
 		age := e.age(now)
 		if age < e.lifetime && !e.revalidate {

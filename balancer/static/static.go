@@ -198,14 +198,15 @@ func (f *Files) ServeExchange(x *balancer.Exchange) {
 		f.cfg.Next.ServeExchange(x)
 		return
 	}
-	if f.knownMissing(bname) {
+	now := x.Now()
+	if f.knownMissing(bname, now) {
 		f.cfg.Next.ServeExchange(x)
 		return
 	}
 	name := string(bname)
-	src, ok := f.get(name)
+	src, ok := f.get(name, now)
 	if !ok {
-		f.rememberMissing(name)
+		f.rememberMissing(name, now)
 		f.cfg.Next.ServeExchange(x)
 		return
 	}
@@ -216,7 +217,7 @@ func (f *Files) ServeExchange(x *balancer.Exchange) {
 	var enc []byte
 	vary := false
 	if ext := path.Ext(name); ext != ".br" && ext != ".gz" {
-		has := f.siblingsOf(name)
+		has := f.siblingsOf(name, now)
 		ae := req.Header.Get("Accept-Encoding")
 		for i, e := range encodings {
 			if !has[i] {
@@ -224,7 +225,7 @@ func (f *Files) ServeExchange(x *balancer.Exchange) {
 			}
 			vary = true
 			if ae != nil && accepts(ae, e.token) {
-				if sib, ok := f.get(name + e.ext); ok {
+				if sib, ok := f.get(name+e.ext, now); ok {
 					src.close()
 					src, enc = sib, e.value
 					break
@@ -335,10 +336,9 @@ func (f *Files) ServeExchange(x *balancer.Exchange) {
 }
 
 // get returns the file name: a small one from the cache while its entry
-// is younger than SiblingTTL (a changed file is seen at most that late),
-// else opened.
-func (f *Files) get(name string) (source, bool) {
-	now := time.Now()
+// is younger than SiblingTTL at now (a changed file is seen at most that
+// late), else opened.
+func (f *Files) get(name string, now time.Time) (source, bool) {
 	if f.cfg.SiblingTTL > 0 {
 		f.mu.RLock()
 		c, ok := f.contents[name]
@@ -379,9 +379,8 @@ func (f *Files) get(name string) (source, bool) {
 }
 
 // siblingsOf reports which precompressed siblings name has, from the
-// cache while its entry is younger than SiblingTTL.
-func (f *Files) siblingsOf(name string) [len(encodings)]bool {
-	now := time.Now()
+// cache while its entry is younger than SiblingTTL at now.
+func (f *Files) siblingsOf(name string, now time.Time) [len(encodings)]bool {
 	if f.cfg.SiblingTTL > 0 {
 		f.mu.RLock()
 		si, ok := f.siblings[name]
@@ -426,8 +425,8 @@ func (f *Files) open(name string) (*os.File, fs.FileInfo, bool) {
 }
 
 // knownMissing reports whether name, or the directory of its first
-// segment, was found to be missing less than SiblingTTL ago.
-func (f *Files) knownMissing(name []byte) bool {
+// segment, was found to be missing less than SiblingTTL before now.
+func (f *Files) knownMissing(name []byte, now time.Time) bool {
 	if f.cfg.SiblingTTL < 0 {
 		return false
 	}
@@ -439,13 +438,14 @@ func (f *Files) knownMissing(name []byte) bool {
 		}
 	}
 	f.mu.RUnlock()
-	return ok && time.Since(at) < f.cfg.SiblingTTL
+	return ok && now.Sub(at) < f.cfg.SiblingTTL
 }
 
-// rememberMissing remembers that name is no file; when its first segment
-// is no directory either, it remembers that instead (one entry for all of
-// an app route's names, such as /api/users/1 … /api/users/99999).
-func (f *Files) rememberMissing(name string) {
+// rememberMissing remembers that name is no file as of now; when its
+// first segment is no directory either, it remembers that instead (one
+// entry for all of an app route's names, such as /api/users/1 …
+// /api/users/99999).
+func (f *Files) rememberMissing(name string, now time.Time) {
 	if f.cfg.SiblingTTL < 0 {
 		return
 	}
@@ -454,7 +454,6 @@ func (f *Files) rememberMissing(name string) {
 			name = name[:i+1]
 		}
 	}
-	now := time.Now()
 	f.mu.Lock()
 	if len(f.missing) >= maxSiblings {
 		clear(f.missing)

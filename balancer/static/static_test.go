@@ -442,14 +442,18 @@ func TestSiblingCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer uncached.Close()
-	if has := cached.siblingsOf("a.css"); has[1] {
+	now := time.Now()
+	if has := cached.siblingsOf("a.css", now); has[1] {
 		t.Fatal("a .gz sibling before there is one")
 	}
 	os.WriteFile(filepath.Join(dir, "a.css.gz"), []byte("gz"), 0o644)
-	if has := cached.siblingsOf("a.css"); has[1] {
+	if has := cached.siblingsOf("a.css", now.Add(59*time.Minute)); has[1] {
 		t.Error("the cached answer changed within its TTL")
 	}
-	if has := uncached.siblingsOf("a.css"); !has[1] || has[0] {
+	if has := cached.siblingsOf("a.css", now.Add(time.Hour)); !has[1] {
+		t.Error("the cached answer outlived its TTL (the exchange's time)")
+	}
+	if has := uncached.siblingsOf("a.css", now); !has[1] || has[0] {
 		t.Errorf("uncached: %v, want only .gz", has)
 	}
 }
@@ -458,6 +462,7 @@ func TestSiblingCache(t *testing.T) {
 // so the app's requests cost no openat each; a file deployed later is
 // served once that time has passed.
 func TestMissingCache(t *testing.T) {
+	now := time.Now()
 	dir := t.TempDir()
 	var toApp int
 	next := balancer.HandlerFunc(func(*balancer.Exchange) { toApp++ })
@@ -466,25 +471,24 @@ func TestMissingCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if f.knownMissing([]byte("late.txt")) {
+	if f.knownMissing([]byte("late.txt"), now) {
 		t.Fatal("a name never looked up is known missing")
 	}
 	if _, _, ok := f.open("late.txt"); ok {
 		t.Fatal("late.txt exists before it was written")
 	}
-	f.rememberMissing("late.txt")
+	f.rememberMissing("late.txt", now)
 	os.WriteFile(filepath.Join(dir, "late.txt"), []byte("late"), 0o644)
-	if !f.knownMissing([]byte("late.txt")) {
+	if !f.knownMissing([]byte("late.txt"), now) {
 		t.Error("a missing name is looked up again within its TTL")
 	}
-	f.missing["late.txt"] = time.Now().Add(-2 * time.Hour) // the TTL passed
-	if f.knownMissing([]byte("late.txt")) {
+	if f.knownMissing([]byte("late.txt"), now.Add(time.Hour)) {
 		t.Error("a missing name is still taken as missing after its TTL")
 	}
 	short, _ := New(Config{Dir: dir, Next: next, SiblingTTL: -1})
 	defer short.Close()
-	short.rememberMissing("late.txt")
-	if short.knownMissing([]byte("late.txt")) {
+	short.rememberMissing("late.txt", now)
+	if short.knownMissing([]byte("late.txt"), now) {
 		t.Error("with a negative SiblingTTL, absence is remembered")
 	}
 }
@@ -495,6 +499,7 @@ func TestMissingCache(t *testing.T) {
 // 10,000 and a full map; under a directory that exists, names are
 // remembered one by one; a directory made later shows after SiblingTTL.
 func TestMissingDirectory(t *testing.T) {
+	now := time.Now()
 	dir := t.TempDir()
 	os.Mkdir(filepath.Join(dir, "assets"), 0o755)
 	var toApp int
@@ -507,17 +512,16 @@ func TestMissingDirectory(t *testing.T) {
 	for i := range 10000 {
 		f.ServeExchange(&balancer.Exchange{Req: &h1.Request{Method: []byte("GET"), Target: []byte(fmt.Sprintf("/api/users/%d", i))}})
 	}
-	if toApp != 10000 || len(f.missing) != 1 || !f.knownMissing([]byte("api/other")) {
+	if toApp != 10000 || len(f.missing) != 1 || !f.knownMissing([]byte("api/other"), now) {
 		t.Errorf("%d to the app, %d names remembered (%v); want 10000 and one entry for api/", toApp, len(f.missing), f.missing)
 	}
-	f.rememberMissing("assets/a.css")
-	if f.knownMissing([]byte("assets/b.css")) || !f.knownMissing([]byte("assets/a.css")) {
+	f.rememberMissing("assets/a.css", now)
+	if f.knownMissing([]byte("assets/b.css"), now) || !f.knownMissing([]byte("assets/a.css"), now) {
 		t.Error("a name under an existing directory stands for its siblings")
 	}
 	os.MkdirAll(filepath.Join(dir, "api", "users"), 0o755)
 	os.WriteFile(filepath.Join(dir, "api", "users", "7"), []byte("seven"), 0o644)
-	f.missing["api/"] = time.Now().Add(-2 * time.Hour) // the TTL passed
-	if f.knownMissing([]byte("api/users/7")) {
+	if f.knownMissing([]byte("api/users/7"), now.Add(2*time.Hour)) { // the TTL passed
 		t.Error("a directory made later is still taken as missing after the TTL")
 	}
 }
@@ -553,23 +557,19 @@ func TestContentCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	src, ok := f.get("small.txt")
+	now := time.Now()
+	src, ok := f.get("small.txt", now)
 	if !ok || string(src.data) != "v1" || src.file != nil {
 		t.Fatalf("small file: %+v %v, want its bytes from memory", src, ok)
 	}
 	os.WriteFile(filepath.Join(dir, "small.txt"), []byte("v2"), 0o644)
-	if src, _ := f.get("small.txt"); string(src.data) != "v1" {
+	if src, _ := f.get("small.txt", now.Add(59*time.Minute)); string(src.data) != "v1" {
 		t.Errorf("within the TTL got %q, want the cached v1", src.data)
 	}
-	f.mu.Lock()
-	c := f.contents["small.txt"]
-	c.at = time.Now().Add(-2 * time.Hour) // the TTL passed
-	f.contents["small.txt"] = c
-	f.mu.Unlock()
-	if src, _ := f.get("small.txt"); string(src.data) != "v2" {
+	if src, _ := f.get("small.txt", now.Add(time.Hour)); string(src.data) != "v2" {
 		t.Errorf("after the TTL got %q, want v2", src.data)
 	}
-	big, ok := f.get("big.bin")
+	big, ok := f.get("big.bin", now)
 	if !ok || big.data != nil || big.file == nil {
 		t.Errorf("a file over %d bytes was kept in memory", maxCachedFile)
 	}
