@@ -677,8 +677,9 @@ func (w *clientWriter) WriteHead(resp *h1.Response) error {
 		bw.WriteString(statusText(resp.Status))
 	}
 	bw.WriteString("\r\n")
+	conns := resp.Header.Has("Connection")
 	for _, f := range resp.Header {
-		if skipResponseField(f.Name, resp, resp.Status == 101) {
+		if skipResponseField(f.Name, resp, resp.Status == 101, conns) {
 			continue
 		}
 		bw.Write(f.Name)
@@ -713,8 +714,10 @@ func (w *clientWriter) WriteHead(resp *h1.Response) error {
 var methodHEAD = []byte("HEAD")
 
 // skipResponseField reports whether a field is one the front door writes
-// itself or that belongs to the worker's connection.
-func skipResponseField(name []byte, resp *h1.Response, upgrade bool) bool {
+// itself or that belongs to the worker's connection; conns says whether
+// resp has a Connection field that may name more (most have none, and
+// then no field needs looking up in it).
+func skipResponseField(name []byte, resp *h1.Response, upgrade, conns bool) bool {
 	switch {
 	case h1.EqualFold(name, "Connection"), h1.EqualFold(name, "Upgrade"):
 		return !upgrade
@@ -722,7 +725,7 @@ func skipResponseField(name []byte, resp *h1.Response, upgrade bool) bool {
 		h1.EqualFold(name, "Keep-Alive"), h1.EqualFold(name, "TE"), h1.EqualFold(name, "Proxy-Connection"):
 		return true
 	}
-	return !upgrade && connectionNames(resp.Header, name)
+	return !upgrade && conns && connectionNames(resp.Header, name)
 }
 
 // connectionNames reports whether name is listed in a Connection field

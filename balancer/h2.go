@@ -169,8 +169,9 @@ func (hw *h2Writer) WriteHead(resp *h1.Response) error {
 		hw.status = resp.Status
 	}
 	h := hw.w.Header()
+	conns := resp.Header.Has("Connection")
 	for _, f := range resp.Header {
-		if skipResponseField(f.Name, resp, false) {
+		if skipResponseField(f.Name, resp, false, conns) {
 			continue
 		}
 		h.Add(string(f.Name), string(f.Value))

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"berth/balancer/h1"
 )
 
 // rawConn dials the front door for tests that speak HTTP by hand.
@@ -219,6 +221,72 @@ func TestRefusedHeads(t *testing.T) {
 			t.Errorf("a smuggled request reached the app: %q", s)
 		}
 	}
+}
+
+// TestResponseHopByHop: the front door drops from a response the fields
+// that belong to the worker's connection: the framing and hop-by-hop
+// fields it writes itself, and any field a Connection field names; the
+// others reach the client as they were.
+func TestResponseHopByHop(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		fields    h1.Fields
+		want, not []string
+	}{
+		{"no Connection field", fieldsOf("X-A", "1", "Keep-Alive", "timeout=5", "X-B", "2"),
+			[]string{"X-A: 1", "X-B: 2"}, []string{"Keep-Alive"}},
+		{"Connection names a field", fieldsOf("X-Hop", "1", "Connection", "x-hop, close", "X-Kept", "2"),
+			[]string{"X-Kept: 2"}, []string{"X-Hop", "x-hop"}},
+		{"two Connection fields", fieldsOf("Connection", "x-a", "X-A", "1", "Connection", "X-B", "X-B", "2", "X-C", "3"),
+			[]string{"X-C: 3"}, []string{"X-A", "X-B", "x-a"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := HandlerFunc(func(x *Exchange) {
+				resp := h1.Response{Status: 200, ContentLength: 2, Header: tc.fields}
+				x.W.WriteHead(&resp)
+				io.WriteString(x.W, "ok")
+			})
+			l, _ := net.Listen("tcp", "127.0.0.1:0")
+			srv, _ := NewServer(ServerConfig{Handler: h, Listeners: []net.Listener{l}})
+			go srv.Serve(t.Context())
+			t.Cleanup(func() { srv.Close() })
+			c, r := rawConn(t, &frontDoor{Addr: l.Addr().String(), srv: srv})
+			io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+			var head strings.Builder
+			for {
+				line, err := r.ReadString('\n')
+				if err != nil {
+					t.Fatalf("head %q: %v", head.String(), err)
+				}
+				if line == "\r\n" {
+					break
+				}
+				head.WriteString(line)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(head.String(), w+"\r\n") {
+					t.Errorf("head %q lacks %q", head.String(), w)
+				}
+			}
+			for _, n := range tc.not {
+				if strings.Contains(head.String(), n) {
+					t.Errorf("head %q carries %q", head.String(), n)
+				}
+			}
+			if strings.Contains(head.String(), "Connection") {
+				t.Errorf("head %q carries the worker's Connection field", head.String())
+			}
+		})
+	}
+}
+
+// fieldsOf makes fields from name, value pairs.
+func fieldsOf(kv ...string) h1.Fields {
+	var fs h1.Fields
+	for i := 0; i < len(kv); i += 2 {
+		fs.Add([]byte(kv[i]), []byte(kv[i+1]))
+	}
+	return fs
 }
 
 // TestIdleTimeout: a keep-alive connection that keeps carrying requests
