@@ -51,13 +51,17 @@ func New(next balancer.Handler, trusted trust.List) *Link {
 
 // ServeExchange implements balancer.Handler.
 func (l *Link) ServeExchange(x *balancer.Exchange) {
-	if v := x.Req.Header.Get(Field); v != nil && valid(v) && l.trusted.Trusts(x.Peer) {
+	v := x.Req.Header.Get(Field)
+	if v != nil && valid(v) && l.trusted.Trusts(x.Peer) {
 		l.next.ServeExchange(x)
 		return
 	}
 	buf := l.bufs.Get().(*[48]byte)
 	id := l.Next(buf[:0])
-	x.Req.Header.Set(hField, id)
+	if v != nil {
+		x.Req.Header.Del(Field) // a client's id, replaced
+	}
+	x.Req.Header.Add(hField, id)
 	l.next.ServeExchange(x)
 	// The field must not outlive the buffer going back to the pool.
 	x.Req.Header.Del(Field)
