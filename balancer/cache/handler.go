@@ -287,15 +287,17 @@ func (c *Cache) serve(next balancer.Handler, x *balancer.Exchange) {
 // was not stored, each waiter asks the app for its own.
 func (c *Cache) coalesce(next balancer.Handler, x *balancer.Exchange, h *head, key, variant []byte, old *entry) {
 	for round := 0; round < 2; round++ {
+		now := x.Now() // the first round has not waited yet
+		if round > 0 {
+			now = time.Now()
+		}
 		var fb [512]byte
-		f, fkey, leader := c.st.join(flightKey(fb[:0], key, variant), time.Now())
+		f, fkey, leader := c.st.join(flightKey(fb[:0], key, variant), now)
 		if f == nil {
 			break // not storable lately: no queueing behind others
 		}
 		if leader {
-			stored := false
-			defer func() { c.st.land(fkey, f, stored) }()
-			stored = c.fetch(next, x, h, key, old, f)
+			c.lead(next, x, h, key, old, f, fkey)
 			return
 		}
 		start := time.Now()
@@ -339,6 +341,16 @@ func (c *Cache) coalesce(next balancer.Handler, x *balancer.Exchange, h *head, k
 		old = e
 	}
 	c.fetch(next, x, h, key, old, nil)
+}
+
+// lead fetches the response of flight f, which x leads, and lands f
+// however the fetch ends (a panic included), so that its waiters go on.
+// Its own function: a defer inside coalesce's loop would not be
+// open-coded, and costs the runtime's slow defer path on every miss.
+func (c *Cache) lead(next balancer.Handler, x *balancer.Exchange, h *head, key []byte, old *entry, f *flight, fkey string) {
+	stored := false
+	defer func() { c.st.land(fkey, f, stored) }()
+	stored = c.fetch(next, x, h, key, old, f)
 }
 
 // flightKey appends the key of a flight for the variant of key to b.
