@@ -339,7 +339,7 @@ func TestStalledClientsAreDropped(t *testing.T) {
 // write deadline.
 func TestStalledReaderOfWrittenBody(t *testing.T) {
 	piece := bytes.Repeat([]byte("z"), 16<<10)
-	const pieces = 512 // 8 MiB, far more than the socket buffers hold
+	const pieces = 4096 // 64 MiB, far more than the socket buffers hold
 	werr := make(chan error, 1)
 	h := HandlerFunc(func(x *Exchange) {
 		resp := h1.Response{Status: 200, ContentLength: int64(len(piece) * pieces)}
@@ -365,7 +365,7 @@ func TestStalledReaderOfWrittenBody(t *testing.T) {
 	select {
 	case err := <-werr:
 		if err == nil {
-			t.Fatal("8 MiB written to a client that reads nothing")
+			t.Fatal("64 MiB written to a client that reads nothing")
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("a write to a client that stopped reading still blocks after 10 s")
