@@ -30,45 +30,46 @@ func rawConn(t *testing.T, fd *frontDoor) (net.Conn, *bufio.Reader) {
 // fails with complaint after 10 s.
 func waitNoConns(t *testing.T, s *Server, complaint string) {
 	t.Helper()
-	deadline := time.After(10 * time.Second)
-	for {
-		s.mu.Lock()
-		n, changed := len(s.conns), s.changed
-		s.mu.Unlock()
-		if n == 0 {
-			return
-		}
-		select {
-		case <-changed:
-		case <-deadline:
-			t.Fatal(complaint)
-		}
+	if !waitServer(s, func() bool { return len(s.conns) == 0 }) {
+		t.Fatal(complaint)
 	}
 }
 
 // waitConns waits until the server tracks n connections in state.
 func waitConns(t *testing.T, s *Server, state int32, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		s.mu.Lock()
-		got := 0
+	got := 0
+	if !waitServer(s, func() bool {
+		got = 0
 		for cn := range s.conns {
 			if cn.state.Load() == state {
 				got++
 			}
 		}
-		changed := s.changed
+		return got == n
+	}) {
+		t.Fatalf("%d connections in state %d, want %d", got, state, n)
+	}
+}
+
+// waitServer waits up to 10 s for cond, called with s.mu held, to hold,
+// and reports whether it did. It looks again when the server's set of
+// connections changes, and every 10 ms, since a connection changing
+// state (active to idle) does not signal.
+func waitServer(s *Server, cond func() bool) bool {
+	deadline := time.After(10 * time.Second)
+	for {
+		s.mu.Lock()
+		ok, changed := cond(), s.changed
 		s.mu.Unlock()
-		if got == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connections in state %d, want %d", got, state, n)
+		if ok {
+			return true
 		}
 		select {
 		case <-changed:
 		case <-time.After(10 * time.Millisecond):
+		case <-deadline:
+			return false
 		}
 	}
 }
