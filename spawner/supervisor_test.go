@@ -1,7 +1,6 @@
 package spawner
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +11,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"berth/packaging/testenv"
 )
 
 // fakeWorker is a Worker the test ends by hand.
@@ -253,9 +254,8 @@ func TestSupervisorCrashLoopBacksOff(t *testing.T) {
 // the app's output, and logged at 10s and every 15s with that output.
 func TestSupervisorExplainsSlowStart(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var logBuf bytes.Buffer
-		var logMu sync.Mutex
-		log := slog.New(slog.NewTextHandler(&lockedWriter{mu: &logMu, w: &logBuf}, nil))
+		var logs testenv.LogBuffer
+		log := logs.Logger(slog.LevelInfo)
 		b := &fakeBackend{started: make(chan *fakeWorker, 10), hang: true}
 		s, _, _ := newTestSupervisor(t, b, 1, func(c *SupervisorConfig) { c.Log = log })
 		time.Sleep(12 * time.Second)
@@ -273,9 +273,7 @@ func TestSupervisorExplainsSlowStart(t *testing.T) {
 		}
 		time.Sleep(14 * time.Second) // 26s: the warnings of 10s and 25s
 		synctest.Wait()
-		logMu.Lock()
-		out := logBuf.String()
-		logMu.Unlock()
+		out := logs.String()
 		if n := strings.Count(out, `msg="worker not ready yet"`); n != 2 {
 			t.Errorf("%d warnings in 26s of start, want 2 (at 10s and 25s):\n%s", n, out)
 		}
@@ -283,17 +281,6 @@ func TestSupervisorExplainsSlowStart(t *testing.T) {
 			t.Errorf("warning does not quote the output or the time:\n%s", out)
 		}
 	})
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 func TestSupervisorRollingRestart(t *testing.T) {

@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"berth/balancer"
+	"berth/packaging/testenv"
 )
 
 // swrApp answers v1, v2, … with max-age=1, stale-while-revalidate=30;
@@ -210,10 +210,8 @@ func TestFailedRefreshKeepsStale(t *testing.T) {
 			}
 			return 200, []string{"Cache-Control", "max-age=1, stale-while-revalidate=30"}, fmt.Sprint("v", n)
 		}}
-		var buf bytes.Buffer
-		var mu sync.Mutex
-		log := slog.New(slog.NewTextHandler(&lockedWriter{w: &buf, mu: &mu}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-		c := newCache(t, Config{Log: log})
+		var logs testenv.LogBuffer
+		c := newCache(t, Config{Log: logs.Logger(slog.LevelDebug)})
 		defer c.Close()
 		h := c.Wrap(a)
 		do(h, "GET", "/")
@@ -229,23 +227,10 @@ func TestFailedRefreshKeepsStale(t *testing.T) {
 		if got := a.calls.Load(); got != 3 {
 			t.Errorf("%d app requests, want 3 (a refresh per stale hit once the last failed)", got)
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		if !strings.Contains(buf.String(), "level=DEBUG msg=\"background refresh not stored; the stale entry stays\" path=/ status=503") {
-			t.Errorf("log:\n%s", buf.String())
+		if out := logs.String(); !strings.Contains(out, "level=DEBUG msg=\"background refresh not stored; the stale entry stays\" path=/ status=503") {
+			t.Errorf("log:\n%s", out)
 		}
 	})
-}
-
-type lockedWriter struct {
-	w  *bytes.Buffer
-	mu *sync.Mutex
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }
 
 // TestRefreshTimeout: a refresh the app does not answer within
