@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"berth/balancer"
 	"berth/balancer/h1"
@@ -36,8 +37,9 @@ type Config struct {
 	// through unbuffered ("/upload/stream"). A prefix matches whole
 	// segments: "/live" matches "/live" and "/live/x", not "/lively".
 	StreamPaths []string
-	// Log receives failures to make temporary files. If nil, nothing is
-	// logged.
+	// Log receives failures to hold a body (no temporary file could be
+	// made or written), at most one line per WarnEvery. If nil, nothing
+	// is logged.
 	Log *slog.Logger
 }
 
@@ -49,6 +51,9 @@ const (
 	// PassBelow: responses with a Content-Length up to this pass
 	// through; a socket's send buffer holds them.
 	PassBelow = 64 << 10
+	// WarnEvery: failures to hold a body are logged at most this often,
+	// each line counting those since the last.
+	WarnEvery = 10 * time.Second
 )
 
 // Buffer is the buffering link.
@@ -58,6 +63,9 @@ type Buffer struct {
 	mem  atomic.Int64 // bytes held in memory by all exchanges
 	bufs sync.Pool    // *[]byte of cap MemoryBytes
 	held sync.Pool    // *heldWriter
+
+	failures atomic.Int64 // failures to hold a body not yet logged
+	warned   atomic.Int64 // when the last was logged, Unix nanoseconds
 }
 
 // New returns the link.
@@ -136,8 +144,12 @@ type store struct {
 	fn   int64 // bytes in file
 }
 
-// write appends p, spilling to a file past limit bytes of memory.
-func (s *store) write(p []byte) error {
+// write appends p, spilling to a file past the memory limit. It returns
+// how many bytes of p it holds: after an error (no file could be made, the
+// file system is full) the rest of p is the caller's to pass on, and
+// nothing more may be written.
+func (s *store) write(p []byte) (int, error) {
+	held := 0
 	if s.file == nil {
 		if s.mem == nil && s.b.mem.Load() < s.b.cfg.MaxMemory {
 			s.mem = s.b.bufs.Get().(*[]byte)
@@ -145,26 +157,39 @@ func (s *store) write(p []byte) error {
 		}
 		if s.mem != nil {
 			room := s.b.cfg.MemoryBytes - len(*s.mem)
-			k := min(room, len(p))
-			*s.mem = append(*s.mem, p[:k]...)
-			s.n += int64(k)
-			s.b.mem.Add(int64(k))
-			p = p[k:]
+			held = min(room, len(p))
+			*s.mem = append(*s.mem, p[:held]...)
+			s.n += int64(held)
+			s.b.mem.Add(int64(held))
+			p = p[held:]
 		}
 		if len(p) == 0 {
-			return nil
+			return held, nil
 		}
 		f, err := os.CreateTemp(s.b.cfg.Dir, ".berth-body-*")
 		if err != nil {
-			s.b.log.Error("cannot make a temporary file for a body; check the runtime directory", "dir", s.b.cfg.Dir, "err", err)
-			return err
+			return held, err
 		}
 		os.Remove(f.Name()) // unlinked: gone with its last descriptor
 		s.file = f
 	}
-	n, err := s.file.Write(p)
+	n, err := s.file.Write(p) // a short write (ENOSPC) keeps what it wrote
 	s.fn += int64(n)
-	return err
+	return held + n, err
+}
+
+// cannotHold logs that what (a request body, a response) could not be held
+// and passes through instead: at most one line per WarnEvery, with the
+// number of such failures since the last line.
+func (b *Buffer) cannotHold(what string, err error) {
+	b.failures.Add(1)
+	now := time.Now().UnixNano()
+	last := b.warned.Load()
+	if last != 0 && now-last < int64(WarnEvery) || !b.warned.CompareAndSwap(last, now) {
+		return
+	}
+	b.log.Warn("cannot hold "+what+"; it passes through unbuffered, so a slow client holds a worker meanwhile: free space in the directory, or point --buffer-dir at a larger file system",
+		"dir", b.cfg.Dir, "err", err, "failures", b.failures.Swap(0))
 }
 
 // size is the bytes held.
@@ -205,11 +230,12 @@ func (b *Buffer) readBody(x *balancer.Exchange) (*store, bool) {
 	for {
 		n, err := x.Body.Read(buf)
 		if n > 0 {
-			if werr := s.write(buf[:n]); werr != nil {
-				s.release()
-				x.Refuse()
-				answer(x.W, 503, "berth: the request body could not be held; try again later.\n")
-				return nil, false
+			if k, werr := s.write(buf[:n]); werr != nil {
+				// Nowhere to hold the rest: the app gets what is held,
+				// then the rest as the client sends it, unbuffered.
+				b.cannotHold("a request body", werr)
+				x.Body = io.MultiReader(s.reader(), bytes.NewReader(buf[k:n]), x.Body)
+				return s, true
 			}
 		}
 		if err == io.EOF {

@@ -43,7 +43,9 @@ func newFixture(t *testing.T, h http.HandlerFunc, cfg Config) *fixture {
 		t.Fatal(err)
 	}
 	cfg.Next = px
-	cfg.Dir = t.TempDir()
+	if cfg.Dir == "" {
+		cfg.Dir = t.TempDir()
+	}
 	b, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)

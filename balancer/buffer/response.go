@@ -18,8 +18,7 @@ type heldWriter struct {
 	resp    h1.Response
 	mem     []byte // backs the copied head
 	body    store
-	err     error // the first failure to hold (then passing)
-	ended   bool  // the proxy read the whole body (BodyComplete)
+	ended   bool // the proxy read the whole body (BodyComplete)
 }
 
 // BodyComplete passes the proxy's word that the body was read whole on
@@ -68,18 +67,22 @@ func (h *heldWriter) Write(p []byte) (int, error) {
 	if !h.holding {
 		return h.real.Write(p)
 	}
+	held := 0
 	if h.body.size()+int64(len(p)) <= h.b.cfg.MaxFileBytes+int64(h.b.cfg.MemoryBytes) {
-		err := h.body.write(p)
+		k, err := h.body.write(p)
 		if err == nil {
 			return len(p), nil
 		}
-		h.err = err
+		h.b.cannotHold("a response", err)
+		held = k // goes out with what was held before
 	}
-	// Too large to hold, or no file: send what is held, pass the rest.
+	// Too large to hold, or nowhere to hold it: send what is held, pass
+	// the rest.
 	if err := h.flushHeld(); err != nil {
 		return 0, err
 	}
-	return h.real.Write(p)
+	n, err := h.real.Write(p[held:])
+	return held + n, err
 }
 
 func (h *heldWriter) Flush() error {

@@ -66,6 +66,7 @@ type serveConfig struct {
 	// Buffering (balancer/buffer).
 	Buffering   string
 	StreamPaths stringList
+	BufferDir   string // where held bodies go; "" for bufferDir's default
 	// Settings of the systemd back end's worker units.
 	User, Group string
 	MemoryMax   string
@@ -105,8 +106,8 @@ const configFile = "berth.json"
 // adminOnly are the flags berth.json may not set: the file belongs to the
 // app's owner, and these decide the workers' privileges (--spawner=exec
 // runs them as berth's own user, root under berth init's unit) or where
-// berth, as root, writes (--log-file).
-var adminOnly = map[string]bool{"spawner": true, "user": true, "group": true, "memory-max": true, "cpu-quota": true, "tasks-max": true, "no-sandbox": true, "log-file": true, "tls-cert": true, "tls-key": true}
+// berth, as root, writes (--log-file, --buffer-dir).
+var adminOnly = map[string]bool{"spawner": true, "user": true, "group": true, "memory-max": true, "cpu-quota": true, "tasks-max": true, "no-sandbox": true, "log-file": true, "buffer-dir": true, "tls-cert": true, "tls-key": true}
 
 // stringList is a repeatable flag.
 type stringList []string
@@ -165,6 +166,7 @@ func serveCommand(c *serveConfig) *command {
 	fs.DurationVar(&c.ClientTimeout, "client-timeout", 60*time.Second, "how long a read of a request body or a write of a response may wait for the client")
 	fs.StringVar(&c.Buffering, "buffering", "on", "read request bodies whole before a worker is picked, and hold large responses while slow clients read them: on or off")
 	fs.Var(&c.StreamPaths, "stream-path", "path prefix whose requests and responses pass through unbuffered, e.g. /upload/live (repeatable)")
+	fs.StringVar(&c.BufferDir, "buffer-dir", "", "directory for bodies held past their memory share, on a disk with room for them (default $TMPDIR, else /var/tmp; private to the service under berth init's unit)")
 	fs.DurationVar(&c.StaticMaxAge, "static-max-age", 0, "Cache-Control max-age for static files whose names carry a content hash (app-3f9a1c2b.js), e.g. 8760h; 0 sends none")
 	fs.StringVar(&c.User, "user", "", "systemd back end: user the workers run as (default: the owner of the app directory; root only if named)")
 	fs.StringVar(&c.Group, "group", "", "systemd back end: group the workers run as (default: the user's primary group)")
@@ -558,6 +560,9 @@ func (c *serveConfig) validate(set map[string]bool) error {
 		if !strings.HasPrefix(p, "/") {
 			return fmt.Errorf("--stream-path %q: want a path beginning with /", p)
 		}
+	}
+	if c.BufferDir != "" && !filepath.IsAbs(c.BufferDir) {
+		return fmt.Errorf("--buffer-dir %q: want an absolute path, such as /var/tmp", c.BufferDir)
 	}
 	if c.StaticMaxAge < 0 {
 		return fmt.Errorf("--static-max-age %s: want a duration of 0 or more", c.StaticMaxAge)

@@ -54,6 +54,8 @@ func TestConfigErrors(t *testing.T) {
 		{name: "bad spawner", args: []string{"--spawner", "docker"}, want: []string{`--spawner "docker"`}},
 		{name: "bad log level", file: `{"log_level": "loud"}`, want: []string{`--log-level "loud"`}},
 		{name: "bad env", args: []string{"--env", "NOVALUE"}, want: []string{`--env "NOVALUE"`}},
+		{name: "relative buffer dir", args: []string{"--buffer-dir", "tmp"}, want: []string{`--buffer-dir "tmp"`, "absolute"}},
+		{name: "buffer dir from the file", file: `{"buffer_dir": "/etc"}`, want: []string{`key "buffer_dir"`, "command line"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := writeApp(t, tc.file)
@@ -68,6 +70,23 @@ func TestConfigErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestBufferDirUnwritable: a buffer directory berth cannot make files in
+// stops berth at start, naming the directory and what to do.
+func TestBufferDirUnwritable(t *testing.T) {
+	dir := edgeApp(t, nil)
+	missing := filepath.Join(t.TempDir(), "gone")
+	var stderr bytes.Buffer
+	code := run([]string{"serve", dir, "--buffer-dir", missing, "--listen", "127.0.0.1:0"}, &bytes.Buffer{}, &stderr)
+	if code == 0 {
+		t.Fatal("berth served with a buffer directory that does not exist")
+	}
+	for _, w := range []string{"buffer directory " + missing, "no such file or directory", "--buffer-dir", "--buffering=off"} {
+		if !strings.Contains(stderr.String(), w) {
+			t.Errorf("error %q does not mention %q", stderr.String(), w)
+		}
 	}
 }
 

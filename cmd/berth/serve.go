@@ -179,7 +179,7 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 		return nil, err
 	}
 	ups.metrics = d.fleet.metrics
-	chain, err := d.handlerChain(cfg, d.pool, rundir, d.health, func() string {
+	chain, err := d.handlerChain(cfg, d.pool, d.health, func() string {
 		// Requests come only once the supervisor exists (start begins
 		// serving after it is made).
 		return waitingText(d.sup.Status(), cfg.FriendlyErrorPages)
@@ -302,7 +302,7 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 // (a hit takes no worker and no place in the queue), buffering, the proxy;
 // the fleet's links (request id, access log, metrics) wrap all of it in
 // start. What a link must release when berth stops goes to d.cleanups.
-func (d *daemon) handlerChain(cfg *serveConfig, pool *balancer.Pool, rundir string, health *workerHealth, explain func() string, log *slog.Logger) (balancer.Handler, error) {
+func (d *daemon) handlerChain(cfg *serveConfig, pool *balancer.Pool, health *workerHealth, explain func() string, log *slog.Logger) (balancer.Handler, error) {
 	pc := balancer.ProxyConfig{Pool: pool, App: cfg.Name, Log: log, Explain: explain,
 		MaxRequestTime: cfg.MaxRequestTime, OnTimeout: health.onTimeout, OnOOB: health.onOOB, Trusted: cfg.trusted}
 	if cfg.StickySessions {
@@ -314,8 +314,7 @@ func (d *daemon) handlerChain(cfg *serveConfig, pool *balancer.Pool, rundir stri
 	}
 	var chain balancer.Handler = proxy
 	if cfg.Buffering == "on" {
-		// Temporary files of held bodies go to the runtime directory.
-		if chain, err = buffer.New(buffer.Config{Next: chain, Dir: rundir, StreamPaths: cfg.StreamPaths, Log: log}); err != nil {
+		if chain, err = bufferLink(cfg, chain, log); err != nil {
 			return nil, err
 		}
 	}
@@ -336,6 +335,29 @@ func (d *daemon) handlerChain(cfg *serveConfig, pool *balancer.Pool, rundir stri
 		}
 	}
 	return chain, nil
+}
+
+// bufferLink puts the buffering link in front of next. What it holds past
+// its memory share goes to unlinked files in --buffer-dir, by default
+// $TMPDIR, else /var/tmp: a disk (under berth init's unit, PrivateTmp=yes
+// makes it the service's own), not the runtime directory, whose /run is a
+// small memory file system that the rest of the system needs too. A
+// temporary file is made there once now, so that a directory berth cannot
+// write to is an error at start rather than a warning under load.
+func bufferLink(cfg *serveConfig, next balancer.Handler, log *slog.Logger) (balancer.Handler, error) {
+	dir := cfg.BufferDir
+	if dir == "" {
+		if dir = os.Getenv("TMPDIR"); !filepath.IsAbs(dir) {
+			dir = "/var/tmp"
+		}
+	}
+	f, err := os.CreateTemp(dir, ".berth-check-*")
+	if err != nil {
+		return nil, fmt.Errorf("buffer directory %s: %w (berth holds large request and response bodies there: make it, choose another with --buffer-dir, or turn buffering off with --buffering=off)", dir, err)
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return buffer.New(buffer.Config{Next: next, Dir: dir, StreamPaths: cfg.StreamPaths, Log: log})
 }
 
 // staticLink puts the static-file link in front of next, unless

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -64,6 +65,7 @@ func TestSystemd(t *testing.T) {
 	t.Run("reload under load", func(t *testing.T) { box.testUnderLoad(t, "reload") })
 	t.Run("restart under load", func(t *testing.T) { box.testUnderLoad(t, "restart") })
 	t.Run("app log in the journal", box.testJournal)
+	t.Run("uploads are held under the sandbox", box.testHeldUpload)
 	t.Run("SIGKILLed berth leaves no worker", box.testKillBerth)
 	t.Run("stop leaves no worker", box.testStop)
 	t.Run("leftover units are cleared", box.testLeftovers)
@@ -463,6 +465,29 @@ func (b *sdBox) testJournal(t *testing.T) {
 	}
 	if !strings.Contains(out, "worker ready") {
 		t.Errorf("berth logs %s does not show berth's own lines:\n%s", sdName, out)
+	}
+}
+
+// testHeldUpload: an upload past the buffer's memory share is held in a
+// file before it reaches a worker, under the unit's sandbox (ProtectSystem=
+// strict; the file goes to the service's private /var/tmp). berth must
+// answer it and log no failure to hold it.
+func (b *sdBox) testHeldUpload(t *testing.T) {
+	b.get(t) // starts berth, if nothing before did
+	b.waitServing(t)
+	c := &http.Client{Timeout: 30 * time.Second}
+	resp, err := c.Post(b.url+"upload", "application/octet-stream", bytes.NewReader(bytes.Repeat([]byte("u"), 2<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(string(body), "pid ") {
+		t.Fatalf("POST of 2 MiB: %s %q", resp.Status, body)
+	}
+	b.m.MustRun(t, "journalctl", "--sync")
+	if out := b.m.MustRun(t, "journalctl", "--no-pager", "-o", "cat", "-u", sdName+".service"); strings.Contains(out, "cannot hold") {
+		t.Errorf("berth could not hold the upload under its sandbox:\n%s", out)
 	}
 }
 
