@@ -108,3 +108,33 @@ func differ(got, want []byte) string {
 	}
 	return "the same"
 }
+
+// TestHeldResponseCutShort: a worker that dies partway through a held
+// response (it promised 1 MiB and sent 300 KiB) must not make the client
+// think the response complete: the client gets what came, then the
+// connection ends.
+func TestHeldResponseCutShort(t *testing.T) {
+	f := newFixture(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(1<<20))
+		w.WriteHeader(200)
+		w.Write(bytes.Repeat([]byte("p"), 300<<10))
+		w.(http.Flusher).Flush()
+		c, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			c.Close()
+		}
+	}, Config{MemoryBytes: 64 << 10})
+	c, br := f.dial(t)
+	io.WriteString(c, "GET /cut HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("no head: %v", err)
+	}
+	got, err := io.ReadAll(resp.Body)
+	if err == nil || len(got) >= 1<<20 {
+		t.Fatalf("the client read %d bytes and %v: a cut response looked complete", len(got), err)
+	}
+	if _, err := br.ReadByte(); err == nil {
+		t.Fatal("the connection stayed open after a cut response")
+	}
+}
