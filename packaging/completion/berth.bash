@@ -31,7 +31,7 @@ _berth() {
 		--static --static-dir --static-max-age --tls-cert --tls-key --http2 --engine
 		--max-connections --max-connections-per-ip --max-body-size
 		--max-header-bytes --max-request-line --header-timeout
-		--keepalive-timeout --client-timeout --buffering --stream-path"
+		--keepalive-timeout --client-timeout --buffering --stream-path --buffer-dir"
 	local init_flags="--port --listen --name --user --stdout --force --berth --tls-cert --tls-key"
 	local status_flags="--json --memory"
 	local restart_flags="--timeout"
