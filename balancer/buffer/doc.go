@@ -20,6 +20,13 @@
 // passes through from there on: what was held goes out first, and the
 // worker then waits on the client as it would without this link.
 //
+// Failure to hold: when no temporary file can be made or written (a full
+// disk, a missing directory), the body passes through from there on, as
+// one past MaxFileBytes does: what is held goes first, then the rest, each
+// byte once. An upload then reaches the app as the client sends it rather
+// than being refused. A warning names Config.Dir and the error, at most
+// once per WarnEvery.
+//
 // Ownership: nothing here runs in the background. The link wraps the
 // ResponseWriter for the rest of the chain; the proxy writes into the
 // wrapper, releases its worker (and the worker connection) when its
