@@ -66,7 +66,7 @@ type serveConfig struct {
 	// Buffering (balancer/buffer).
 	Buffering   string
 	StreamPaths stringList
-	BufferDir   string // where held bodies go; "" for bufferDir's default
+	BufferDir   string // where held bodies go; "" for bufferLink's default
 	// Settings of the systemd back end's worker units.
 	User, Group string
 	MemoryMax   string
