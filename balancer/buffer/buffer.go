@@ -64,8 +64,24 @@ type Buffer struct {
 	bufs sync.Pool    // *[]byte of cap MemoryBytes
 	held sync.Pool    // *heldWriter
 
-	failures atomic.Int64 // failures to hold a body not yet logged
-	warned   atomic.Int64 // when the last was logged, Unix nanoseconds
+	holdFailures atomic.Int64 // bodies that could not be held, since New
+	unlogged     atomic.Int64 // of those, not yet logged
+	warned       atomic.Int64 // when the last was logged, Unix nanoseconds
+}
+
+// Stats is what the link counts.
+type Stats struct {
+	// HoldFailures counts the bodies, since the link was made, that passed
+	// through unbuffered because no temporary file could be made or
+	// written for them (a full disk).
+	HoldFailures int64
+	// MemoryBytes is what held bodies take in memory now.
+	MemoryBytes int64
+}
+
+// Stats returns the link's counts.
+func (b *Buffer) Stats() Stats {
+	return Stats{HoldFailures: b.holdFailures.Load(), MemoryBytes: b.mem.Load()}
 }
 
 // New returns the link.
@@ -182,14 +198,15 @@ func (s *store) write(p []byte) (int, error) {
 // and passes through instead: at most one line per WarnEvery, with the
 // number of such failures since the last line.
 func (b *Buffer) cannotHold(what string, err error) {
-	b.failures.Add(1)
+	b.holdFailures.Add(1)
+	b.unlogged.Add(1)
 	now := time.Now().UnixNano()
 	last := b.warned.Load()
 	if last != 0 && now-last < int64(WarnEvery) || !b.warned.CompareAndSwap(last, now) {
 		return
 	}
 	b.log.Warn("cannot hold "+what+"; it passes through unbuffered, so a slow client holds a worker meanwhile: free space in the directory, or point --buffer-dir at a larger file system",
-		"dir", b.cfg.Dir, "err", err, "failures", b.failures.Swap(0))
+		"dir", b.cfg.Dir, "err", err, "failures", b.unlogged.Swap(0))
 }
 
 // size is the bytes held.

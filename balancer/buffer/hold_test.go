@@ -90,6 +90,9 @@ func testCannotHold(t *testing.T, dir, wantErr string) {
 		}
 	}
 
+	if st := f.buf.Stats(); st.HoldFailures != 3 {
+		t.Errorf("Stats().HoldFailures = %d, want 3 (a response, two uploads)", st.HoldFailures)
+	}
 	out := logs.String()
 	if n := strings.Count(out, "cannot hold"); n != 1 || !strings.Contains(out, wantErr) || !strings.Contains(out, "dir="+dir) || !strings.Contains(out, "failures=1") {
 		t.Errorf("want one warning (three failures within %s) naming %s and %q:\n%s", WarnEvery, dir, wantErr, out)

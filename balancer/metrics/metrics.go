@@ -51,6 +51,13 @@ type CacheStats struct {
 	Entries, Bytes              int64
 }
 
+// BufferStats is what the buffering link counts: bodies that passed
+// through unbuffered because none could be held on disk, and the memory
+// held bodies take now.
+type BufferStats struct {
+	HoldFailures, MemoryBytes int64
+}
+
 // DefaultBuckets suit web requests: 1 ms to 10 s.
 var DefaultBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 
@@ -64,7 +71,8 @@ type Metrics struct {
 	queue    prometheus.Histogram
 	events   *prometheus.CounterVec
 
-	cache atomic.Pointer[func() CacheStats] // see SetCache
+	cache  atomic.Pointer[func() CacheStats]  // see SetCache
+	buffer atomic.Pointer[func() BufferStats] // see SetBuffer
 
 	none    *series    // requests no worker took
 	mu      sync.Mutex // serializes making a worker's series
@@ -128,6 +136,10 @@ func New(cfg Config) *Metrics {
 // (without it, the cache series are absent). It may be called while
 // scrapes run: the cache is made after the status listener opens.
 func (m *Metrics) SetCache(f func() CacheStats) { m.cache.Store(&f) }
+
+// SetBuffer makes the scrape report the buffering link's counts from f
+// (without it, the buffer series are absent), as SetCache does.
+func (m *Metrics) SetBuffer(f func() BufferStats) { m.buffer.Store(&f) }
 
 // Registry is the registry to serve (promhttp.HandlerFor).
 func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
@@ -228,20 +240,22 @@ func methodIndex(m []byte) int {
 
 // poolCollector reads the pool and the workers at scrape time.
 type poolCollector struct {
-	m           *Metrics
-	constLabels prometheus.Labels
-	once        sync.Once
-	queue       *prometheus.Desc
-	workers     *prometheus.Desc
-	inflight    *prometheus.Desc
-	rss         *prometheus.Desc
-	cpu         *prometheus.Desc
-	draining    *prometheus.Desc
-	recycles    *prometheus.Desc
-	restarts    *prometheus.Desc
-	cacheReqs   *prometheus.Desc
-	cacheItems  *prometheus.Desc
-	cacheBytes  *prometheus.Desc
+	m            *Metrics
+	constLabels  prometheus.Labels
+	once         sync.Once
+	queue        *prometheus.Desc
+	workers      *prometheus.Desc
+	inflight     *prometheus.Desc
+	rss          *prometheus.Desc
+	cpu          *prometheus.Desc
+	draining     *prometheus.Desc
+	recycles     *prometheus.Desc
+	restarts     *prometheus.Desc
+	cacheReqs    *prometheus.Desc
+	cacheItems   *prometheus.Desc
+	cacheBytes   *prometheus.Desc
+	holdFailures *prometheus.Desc
+	bufferMem    *prometheus.Desc
 }
 
 func (c *poolCollector) descs() {
@@ -256,13 +270,15 @@ func (c *poolCollector) descs() {
 		c.cacheReqs = prometheus.NewDesc("berth_cache_requests_total", "Requests that went through the response cache, by result (hit, miss, stale, bypass).", []string{"result"}, c.constLabels)
 		c.cacheItems = prometheus.NewDesc("berth_cache_entries", "Responses the cache holds.", nil, c.constLabels)
 		c.cacheBytes = prometheus.NewDesc("berth_cache_bytes", "Bytes the cache's entries take.", nil, c.constLabels)
+		c.holdFailures = prometheus.NewDesc("berth_buffer_hold_failures_total", "Request and response bodies that passed through unbuffered because the buffer directory could not take them (no file could be made or written: a full disk).", nil, c.constLabels)
+		c.bufferMem = prometheus.NewDesc("berth_buffer_memory_bytes", "Bytes of request and response bodies held in memory now.", nil, c.constLabels)
 		c.restarts = prometheus.NewDesc("berth_worker_restarts", "Times a ready worker's slot was restarted after an exit.", []string{"worker"}, c.constLabels)
 	})
 }
 
 func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 	c.descs()
-	for _, d := range []*prometheus.Desc{c.queue, c.workers, c.inflight, c.rss, c.cpu, c.draining, c.recycles, c.restarts, c.cacheReqs, c.cacheItems, c.cacheBytes} {
+	for _, d := range []*prometheus.Desc{c.queue, c.workers, c.inflight, c.rss, c.cpu, c.draining, c.recycles, c.restarts, c.cacheReqs, c.cacheItems, c.cacheBytes, c.holdFailures, c.bufferMem} {
 		ch <- d
 	}
 }
@@ -329,6 +345,11 @@ func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(c.cacheItems, prometheus.GaugeValue, float64(st.Entries))
 		ch <- prometheus.MustNewConstMetric(c.cacheBytes, prometheus.GaugeValue, float64(st.Bytes))
+	}
+	if f := c.m.buffer.Load(); f != nil {
+		st := (*f)()
+		ch <- prometheus.MustNewConstMetric(c.holdFailures, prometheus.CounterValue, float64(st.HoldFailures))
+		ch <- prometheus.MustNewConstMetric(c.bufferMem, prometheus.GaugeValue, float64(st.MemoryBytes))
 	}
 	if cfg.Restarts != nil {
 		for w, n := range cfg.Restarts() {

@@ -107,6 +107,7 @@ func TestLinkCountsAndPromtoolAccepts(t *testing.T) {
 		m.SetCache(func() metrics.CacheStats {
 			return metrics.CacheStats{Hits: 7, Misses: 2, Stale: 1, Bypass: 4, Entries: 3, Bytes: 1200}
 		})
+		m.SetBuffer(func() metrics.BufferStats { return metrics.BufferStats{HoldFailures: 5, MemoryBytes: 262144} })
 		return m.Link(next)
 	})
 	for range 5 {
@@ -159,6 +160,8 @@ func TestLinkCountsAndPromtoolAccepts(t *testing.T) {
 		`berth_cache_requests_total{app="shop",result="bypass"} 4`,
 		`berth_cache_entries{app="shop"} 3`,
 		`berth_cache_bytes{app="shop"} 1200`,
+		`berth_buffer_hold_failures_total{app="shop"} 5`,
+		`berth_buffer_memory_bytes{app="shop"} 262144`,
 		`berth_worker_restarts{app="shop",worker="w1"} 1`,
 	} {
 		if !strings.Contains(out, want+"\n") {

@@ -99,6 +99,9 @@ func TestDrainUndrainAndSIGTERM(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), `berth_requests_total{app="fleetshop",code="2xx",method="GET",worker="w`) {
 		t.Errorf("berth metrics: %v\n%s", err, out)
 	}
+	if !strings.Contains(string(out), "berth_buffer_hold_failures_total{app=\"fleetshop\"} 0\n") {
+		t.Errorf("berth metrics lacks the buffering link's series:\n%s", out)
+	}
 	// The whole scrape, with the Go and process series, as Prometheus's
 	// own checker sees it.
 	if promtool, err := exec.LookPath("promtool"); err == nil {
@@ -168,7 +171,7 @@ func TestReadmePrometheusExamples(t *testing.T) {
 	dir := t.TempDir()
 	for _, c := range []struct{ heading, check string }{
 		{"### Prometheus", "config"},
-		{"Three alerts:", "rules"},
+		{"Four alerts:", "rules"},
 	} {
 		path := filepath.Join(dir, c.check+".yml")
 		if err := os.WriteFile(path, []byte(readmeBlock(t, c.heading)), 0o644); err != nil {

@@ -314,9 +314,17 @@ func (d *daemon) handlerChain(cfg *serveConfig, pool *balancer.Pool, health *wor
 	}
 	var chain balancer.Handler = proxy
 	if cfg.Buffering == "on" {
-		if chain, err = bufferLink(cfg, chain, log); err != nil {
+		b, err := bufferLink(cfg, chain, log)
+		if err != nil {
 			return nil, err
 		}
+		if d.fleet != nil && d.fleet.metrics != nil {
+			d.fleet.metrics.SetBuffer(func() metrics.BufferStats {
+				st := b.Stats()
+				return metrics.BufferStats{HoldFailures: st.HoldFailures, MemoryBytes: st.MemoryBytes}
+			})
+		}
+		chain = b
 	}
 	if d.cache, err = newCache(cfg, pool, log); err != nil {
 		return nil, err
@@ -344,7 +352,7 @@ func (d *daemon) handlerChain(cfg *serveConfig, pool *balancer.Pool, health *wor
 // small memory file system that the rest of the system needs too. A
 // temporary file is made there once now, so that a directory berth cannot
 // write to is an error at start rather than a warning under load.
-func bufferLink(cfg *serveConfig, next balancer.Handler, log *slog.Logger) (balancer.Handler, error) {
+func bufferLink(cfg *serveConfig, next balancer.Handler, log *slog.Logger) (*buffer.Buffer, error) {
 	dir := cfg.BufferDir
 	if dir == "" {
 		if dir = os.Getenv("TMPDIR"); !filepath.IsAbs(dir) {
