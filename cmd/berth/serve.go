@@ -91,7 +91,8 @@ type daemon struct {
 	notifier *activation.Notifier
 	pool     *balancer.Pool
 	front    *balancer.Server
-	cache    *cache.Cache // nil with --cache=off
+	cache    *cache.Cache   // nil with --cache=off
+	buffer   *buffer.Buffer // nil with --buffering=off
 	admin    *balancer.Admin
 	sup      *spawner.Supervisor
 	fleet    *fleet
@@ -192,6 +193,13 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 		d.fleet.metrics.SetCache(func() metrics.CacheStats {
 			st := c.Stats()
 			return metrics.CacheStats{Hits: st.Hits, Misses: st.Misses, Stale: st.Stale, Bypass: st.Bypass, Entries: st.Entries, Bytes: st.Bytes}
+		})
+	}
+	if d.buffer != nil && d.fleet.metrics != nil {
+		b := d.buffer
+		d.fleet.metrics.SetBuffer(func() metrics.BufferStats {
+			st := b.Stats()
+			return metrics.BufferStats{HoldFailures: st.HoldFailures, MemoryBytes: st.MemoryBytes}
 		})
 	}
 	chain = d.fleetChain(chain)
@@ -314,17 +322,10 @@ func (d *daemon) handlerChain(cfg *serveConfig, pool *balancer.Pool, health *wor
 	}
 	var chain balancer.Handler = proxy
 	if cfg.Buffering == "on" {
-		b, err := bufferLink(cfg, chain, log)
-		if err != nil {
+		if d.buffer, err = bufferLink(cfg, chain, log); err != nil {
 			return nil, err
 		}
-		if d.fleet != nil && d.fleet.metrics != nil {
-			d.fleet.metrics.SetBuffer(func() metrics.BufferStats {
-				st := b.Stats()
-				return metrics.BufferStats{HoldFailures: st.HoldFailures, MemoryBytes: st.MemoryBytes}
-			})
-		}
-		chain = b
+		chain = d.buffer
 	}
 	if d.cache, err = newCache(cfg, pool, log); err != nil {
 		return nil, err
