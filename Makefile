@@ -6,7 +6,7 @@ VERSION := $(shell cat packaging/VERSION)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN     := bin/berth
 
-.PHONY: build test demo vet bench clean fuzz
+.PHONY: build test demo vet bench clean fuzz pgo
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/berth
 
@@ -26,6 +26,15 @@ test:
 bench: build
 	$(GO) build -o bin/bench ./bench
 	./bin/bench
+
+# pgo: refresh cmd/berth/default.pgo, the CPU profile `go build` optimizes
+# berth with (profile-guided optimization; DESIGN.md says why and when):
+# the bench's loads against a build with pprof (-tags berthdebug), one round,
+# berth on both engines, each run's profile merged. About 3 minutes.
+pgo:
+	CGO_ENABLED=0 $(GO) build -pgo=off -trimpath -tags berthdebug -o bin/berth-profile ./cmd/berth
+	$(GO) build -o bin/bench ./bench
+	GO=$(GO) ./bin/bench -berth bin/berth-profile -profile cmd/berth/default.pgo
 
 demo: build
 	./$(BIN) serve examples/hello --port 3000 --workers 2

@@ -166,9 +166,16 @@ func (h *harness) measure(ctx context.Context, in *instance, args []string) resu
 	set := in.procs()
 	rss := startRSSSampler(ctx, set.front, 100*time.Millisecond)
 	stalls := h.stalls.count()
+	profiled := func() error { return nil }
+	if h.prof != nil && in.pprof != "" {
+		profiled = h.prof.start(ctx, in, h.duration)
+	}
 	m0, mok0 := readMachineStat()
 	out, err := h.wrk(ctx, args)
 	m1, mok1 := readMachineStat()
+	if perr := profiled(); err == nil {
+		err = perr
+	}
 	if stalls >= 0 {
 		stalls = h.stalls.count() - stalls
 	}

@@ -35,13 +35,14 @@ type harness struct {
 	warmup       time.Duration
 	peers        []*peer
 	loads        []*load
-	work         string   // temp dir, removed at the end
-	script       string   // the wrk summary script
-	spreadScript string   // the wrk script over many URLs, with the summary hook
-	clk          float64  // clock ticks per second of /proc times
-	keep         bool     // BENCH_KEEP: leave the work directory for a look at the logs
-	berthArgs    []string // BENCH_BERTH_ARGS: more arguments for berth serve
-	base         string   // -base: a second berth binary, the peers base and base-loop
+	work         string    // temp dir, removed at the end
+	script       string    // the wrk summary script
+	spreadScript string    // the wrk script over many URLs, with the summary hook
+	clk          float64   // clock ticks per second of /proc times
+	keep         bool      // BENCH_KEEP: leave the work directory for a look at the logs
+	berthArgs    []string  // BENCH_BERTH_ARGS: more arguments for berth serve
+	base         string    // -base: a second berth binary, the peers base and base-loop
+	prof         *profiler // -profile: a CPU profile of berth per run, merged (make pgo)
 	stalls       *stallWatch
 }
 
@@ -50,18 +51,30 @@ func main() {
 	out := flag.String("out", "bench/RESULTS.md", "where to write the report (also printed to stdout); empty for stdout only")
 	commit := flag.String("commit", "", "the commit -berth was built from, for the report (default: this checkout's)")
 	base := flag.String("base", "", "a second berth binary (an earlier build), measured as the peers base and base-loop in the same rounds")
+	profile := flag.String("profile", "", "write a CPU profile of berth over the measured runs to this file (make pgo): "+
+		"-berth must be a build with -tags berthdebug; the peers default to berth and berth-loop, the rounds to 1, -out to none")
 	flag.Parse()
+	if *profile != "" {
+		given := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { given[f.Name] = true })
+		if !given["out"] {
+			*out = ""
+		}
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *berth, *base, *out, *commit); err != nil {
+	if err := run(ctx, *berth, *base, *out, *commit, *profile); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, berth, base, out, commit string) error {
+func run(ctx context.Context, berth, base, out, commit, profile string) error {
 	h := &harness{tools: map[string]string{}}
+	if profile != "" {
+		h.prof = &profiler{out: profile}
+	}
 	if err := h.configure(berth, base); err != nil {
 		return err
 	}
@@ -81,6 +94,9 @@ func run(ctx context.Context, berth, base, out, commit string) error {
 		defer os.RemoveAll(work)
 	}
 	h.work = work
+	if h.prof != nil {
+		h.prof.dir = work
+	}
 	if h.script, err = writeScript(work); err != nil {
 		return err
 	}
@@ -121,6 +137,11 @@ func run(ctx context.Context, berth, base, out, commit string) error {
 		return fmt.Errorf("interrupted; peers stopped, %s removed", work)
 	}
 
+	if h.prof != nil {
+		if err := h.prof.merge(ctx); err != nil {
+			return err
+		}
+	}
 	report := h.report(env, res)
 	fmt.Print(report)
 	if out != "" {
@@ -175,6 +196,9 @@ func (h *harness) configure(berth, base string) error {
 	h.berth = berth
 	h.base = base
 	h.rounds = 3
+	if h.prof != nil {
+		h.rounds = 1
+	}
 	h.duration = 5 * time.Second
 	h.warmup = time.Second
 	if v := os.Getenv("BENCH_ROUNDS"); v != "" {
@@ -202,6 +226,10 @@ func (h *harness) configure(berth, base string) error {
 	var err error
 	if h.peers, err = pick("BENCH_PEERS", allPeers(), func(p *peer) string { return p.name }); err != nil {
 		return err
+	}
+	if h.prof != nil && os.Getenv("BENCH_PEERS") == "" {
+		// Only berth's CPU is profiled.
+		h.peers = slices.DeleteFunc(h.peers, func(p *peer) bool { return p.name != "berth" && p.name != "berth-loop" })
 	}
 	if h.base == "" {
 		h.peers = slices.DeleteFunc(h.peers, func(p *peer) bool { return strings.HasPrefix(p.name, "base") })

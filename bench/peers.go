@@ -103,6 +103,7 @@ type instance struct {
 	token    string // "BENCH_TOKEN=…", in the environment of every process of the peer
 	berth    string // berth's --name, for `berth status` (berth only)
 	bin      string // the berth binary (berth only)
+	pprof    string // the address of its pprof server (berth under -profile only)
 	wantApps int
 	roots    []*root
 }
@@ -170,7 +171,15 @@ func startBerth(_ context.Context, h *harness, in *instance, bin string, args ..
 		"--name", in.berth,
 	}
 	argv = append(argv, args...)
-	return in.launch("berth", append(argv, h.berthArgs...), in.appDir)
+	var env []string
+	if h.prof != nil {
+		e, addr, err := pprofEnv()
+		if err != nil {
+			return err
+		}
+		env, in.pprof = append(env, e), addr
+	}
+	return in.launch("berth", append(argv, h.berthArgs...), in.appDir, env...)
 }
 
 func startPassenger(_ context.Context, h *harness, in *instance) error {
