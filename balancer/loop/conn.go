@@ -226,7 +226,10 @@ func (c *Conn) Read(p []byte) (int, error) {
 }
 
 // Write writes all of p like net.Conn's Write.
-func (c *Conn) Write(p []byte) (int, error) {
+func (c *Conn) Write(p []byte) (int, error) { return c.send(p) }
+
+// plainWrite writes all of p with one send(2) per try.
+func (c *Conn) plainWrite(p []byte) (int, error) {
 	var n int
 	var e syscall.Errno
 	err := c.rawWrite(func(fd uintptr) bool {
@@ -290,6 +293,10 @@ func (r rawConn) Control(f func(fd uintptr)) error {
 
 func (r rawConn) Read(f func(fd uintptr) bool) error  { return r.c.rawRead(f) }
 func (r rawConn) Write(f func(fd uintptr) bool) error { return r.c.rawWrite(f) }
+
+// Send writes all of p as the Conn's Write does, batched with the loop's
+// other sends (sends.go): sockio uses it in place of Write(f).
+func (r rawConn) Send(p []byte) (int, error) { return r.c.send(p) }
 
 // LocalAddr returns the local address.
 func (c *Conn) LocalAddr() net.Addr { return c.local }

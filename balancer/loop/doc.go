@@ -17,6 +17,15 @@
 // lock held across I/O) detaches first, and is driven by a goroutine of
 // its own until it attaches again: otherwise it would stall its loop.
 //
+// Writes are batched: a Task's send goes into its loop's io_uring, and
+// the loop hands every send of a turn to the kernel in one io_uring_enter
+// before it waits again, then resumes the senders with their results
+// (sends.go; package uring). A system call costs over a microsecond on
+// the machines berth is measured on, and a plain send also lets the reader
+// it wakes preempt the loop (DESIGN.md, "The system-call floor, and
+// io_uring"). Where the kernel gives no io_uring, or with
+// Config.PlainSends, each send is its own system call as before.
+//
 // Descriptors are raw: the loop accepts and dials them itself, so the
 // runtime's poller never sees them and never wakes for them.
 //

@@ -14,6 +14,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"berth/balancer/loop/uring"
 )
 
 // ErrClosed is what waits on a Conn return once its Loop is closed.
@@ -26,6 +28,11 @@ type Config struct {
 	// asyncpreemptoff=1): then 10ms, so that a stop-the-world never waits
 	// longer for the loop.
 	MaxWait time.Duration
+
+	// PlainSends makes every send its own system call. By default a loop
+	// batches the sends of a turn through an io_uring (see sends.go), and
+	// falls back to plain sends where the kernel refuses one.
+	PlainSends bool
 }
 
 // Loop is one event loop: an epoll set, the Conns registered in it and the
@@ -44,8 +51,13 @@ type Loop struct {
 	tasks   map[*Task]struct{}
 	maxWait int // milliseconds, -1 for no bound
 
+	ring    *uring.Ring // batches the turn's sends; nil for plain sends
+	sending []*Task     // the Tasks whose send is queued in ring, by its user data
+	sent    []*Task     // sending's spare, for the next batch
+
 	idleSince int64        // Unix nanoseconds since the loop found nothing to do, 0 while busy
 	idleWaits atomic.Int64 // waits made through the runtime, for tests
+	batched   atomic.Int64 // sends made through the ring, for tests
 
 	mu     sync.Mutex // protects posted and stopping
 	posted []func()
@@ -88,6 +100,11 @@ func New(cfg Config) (*Loop, error) {
 		l.maxWait = int((cfg.MaxWait + time.Millisecond - 1) / time.Millisecond)
 	case asyncPreemptOff(os.Getenv("GODEBUG")):
 		l.maxWait = 10
+	}
+	if !cfg.PlainSends {
+		if r, err := uring.New(ringEntries); err == nil {
+			l.ring = r
+		}
 	}
 	reserveProc()
 	go l.run()
@@ -200,6 +217,7 @@ func (l *Loop) run() {
 			return
 		}
 		l.fireTimers()
+		l.flushSends()
 	}
 }
 
@@ -293,6 +311,10 @@ func (l *Loop) runPosted() bool {
 // shutdown ends the loop: every Task still attached sees ErrClosed
 // (its yield returns false), and what is left is closed.
 func (l *Loop) shutdown() {
+	if l.ring != nil {
+		l.ring.Discard()
+		l.sending = l.sending[:0] // stopped below: their sends return ErrClosed
+	}
 	for t := range l.tasks {
 		if !t.detached.Load() {
 			t.stop()
@@ -306,6 +328,9 @@ func (l *Loop) shutdown() {
 	}
 	unix.Close(l.ep)
 	unix.Close(l.wake)
+	if l.ring != nil {
+		l.ring.Close()
+	}
 }
 
 // notify records what epoll reported for c and resumes the Task waiting

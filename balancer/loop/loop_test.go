@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"sync"
 	"testing"
 	"time"
 
@@ -75,15 +74,20 @@ func echo(_ *Task, c *Conn, err error) {
 
 func TestEchoManyConnections(t *testing.T) {
 	l := newLoop(t)
-	const conns, rounds = 50, 200
-	var wg sync.WaitGroup
+	if err := echoClients(t, l, 50, 200); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// echoClients adopts conns echoing connections into l and has a client
+// per connection send rounds messages and read each back, all at once.
+func echoClients(t *testing.T, l *Loop, conns, rounds int) error {
+	t.Helper()
 	errs := make(chan error, conns)
 	for i := range conns {
 		fd, peer := pair(t)
 		l.Adopt(fd, echo)
-		wg.Add(1)
 		go func() {
-			defer wg.Done()
 			got := make([]byte, 64)
 			for r := range rounds {
 				msg := fmt.Appendf(nil, "conn %d round %d", i, r)
@@ -100,13 +104,15 @@ func TestEchoManyConnections(t *testing.T) {
 					return
 				}
 			}
+			errs <- nil
 		}()
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
+	for range conns {
+		if err := within(t, errs, 30*time.Second, "echo"); err != nil {
+			return err
+		}
 	}
+	return nil
 }
 
 // A large write waits for room and completes as the peer reads.

@@ -16,6 +16,7 @@ const (
 	opWait   op = iota // waiting on a Conn (Task.on, Task.dir)
 	opDetach           // to be driven by a goroutine of its own
 	opAttach           // to be driven by the loop again
+	opSend             // its send is queued in the loop's ring (Task.sendRes)
 )
 
 // Task is a coroutine run by a Loop: one connection's serve code, or any
@@ -29,6 +30,10 @@ type Task struct {
 	// While attached and waiting: the Conn and direction it waits on.
 	on  *Conn
 	dir int
+
+	// While its send is queued in the loop's ring: the send's result,
+	// set before the loop resumes it (bytes sent, or -errno).
+	sendRes int32
 
 	detached atomic.Bool
 }

@@ -405,8 +405,15 @@ func (s *Conn) Write(p []byte) (int, error) {
 		return 0, nil
 	}
 	raceReleaseMerge()
-	s.wbuf, s.wn, s.werr = p, 0, 0
 	s.wrote.Store(true)
+	if bs, ok := s.rc.(batchSender); ok {
+		n, err := bs.Send(p)
+		if err != nil {
+			return n, s.opError("write", err)
+		}
+		return n, nil
+	}
+	s.wbuf, s.wn, s.werr = p, 0, 0
 	err := s.rc.Write(s.wfunc)
 	n := s.wn
 	s.wbuf = nil
@@ -417,6 +424,12 @@ func (s *Conn) Write(p []byte) (int, error) {
 		return n, s.opError("write", os.NewSyscallError("write", s.werr))
 	}
 	return n, nil
+}
+
+// batchSender is a RawConn that sends itself, batched with others (the
+// loop engine's: balancer/loop/sends.go).
+type batchSender interface {
+	Send(p []byte) (int, error)
 }
 
 // write sends with MSG_NOSIGNAL: a peer that closed gets EPIPE, not a

@@ -7,13 +7,12 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"runtime"
-	"sync/atomic"
 	"testing"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"berth/balancer/loop/uring"
 )
 
 // Both servers answer every request of a connection, pipelined ones too,
@@ -22,13 +21,13 @@ func TestServersAnswer(t *testing.T) {
 	for _, mode := range []string{"epoll", "hybrid", "uring"} {
 		t.Run(mode, func(t *testing.T) {
 			if mode != "epoll" {
-				if r, err := newRing(8); err != nil {
+				if r, err := uring.New(8); err != nil {
 					if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) {
 						t.Skipf("no io_uring here: %v", err)
 					}
 					t.Fatal(err)
 				} else {
-					unix.Close(r.fd)
+					r.Close()
 				}
 			}
 			ls, err := listenLoopback(1)
@@ -96,51 +95,4 @@ func TestParseWrk(t *testing.T) {
 	if _, _, err := parseWrk("wrk: connection refused"); err == nil {
 		t.Fatal("no error for output without a summary")
 	}
-}
-
-// A send with MSG_DONTWAIT on a full socket completes at once with
-// EAGAIN (no poll armed in the ring), so a turn's sends all have their
-// results when io_uring_enter returns: what an engine batching its sends
-// relies on (DESIGN.md, "The system-call floor, and io_uring").
-func TestSendDontWaitCompletesInline(t *testing.T) {
-	r, err := newRing(8)
-	if errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) {
-		t.Skipf("no io_uring here: %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(r.fd)
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fds[0])
-	defer unix.Close(fds[1])
-	big := make([]byte, 8<<20) // more than the pair holds
-	for range 2 {
-		s, err := r.next()
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.opcode, s.fd = opSend, int32(fds[0])
-		s.addr, s.len = uint64(uintptr(unsafe.Pointer(&big[0]))), uint32(len(big))
-		s.opFlags = unix.MSG_DONTWAIT | unix.MSG_NOSIGNAL
-	}
-	if err := r.enter(0); err != nil {
-		t.Fatal(err)
-	}
-	head, tail := atomic.LoadUint32(r.cqHead), atomic.LoadUint32(r.cqTail)
-	if tail-head != 2 {
-		t.Fatalf("%d of 2 sends completed when io_uring_enter returned", tail-head)
-	}
-	first, second := r.cqes[head&r.cqMask].res, r.cqes[(head+1)&r.cqMask].res
-	if first <= 0 || int(first) >= len(big) {
-		t.Errorf("the first send: %d, want part of %d bytes", first, len(big))
-	}
-	if second != -int32(unix.EAGAIN) {
-		t.Errorf("the second send, on a full socket: %d, want -EAGAIN (%d)", second, -int32(unix.EAGAIN))
-	}
-	atomic.StoreUint32(r.cqHead, tail)
-	runtime.KeepAlive(big)
 }

@@ -1,0 +1,98 @@
+package loop
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"syscall"
+	"testing"
+	"time"
+
+	"berth/packaging/testenv"
+)
+
+// newLoopWith is newLoop with a config.
+func newLoopWith(t *testing.T, cfg Config) *Loop {
+	t.Helper()
+	l, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// needRing skips (fails under BERTH_TEST_STRICT) where the kernel gives
+// no io_uring, and the loop then sends plainly.
+func needRing(t *testing.T, l *Loop) {
+	t.Helper()
+	testenv.Need(t, l.Batching(), "this kernel gives the loop no io_uring (io_uring_disabled, or a seccomp filter): its sends are plain")
+}
+
+// Echoes over many connections at once, a large write that waits for
+// room, and a write to a peer that left, with the sends batched through
+// the ring and with plain sends: the same bytes and errors either way.
+func TestSends(t *testing.T) {
+	for _, plain := range []bool{false, true} {
+		t.Run(fmt.Sprintf("plain=%v", plain), func(t *testing.T) {
+			l := newLoopWith(t, Config{PlainSends: plain})
+			if plain {
+				if l.Batching() {
+					t.Fatal("PlainSends set, and the loop batches its sends")
+				}
+			} else {
+				needRing(t, l)
+			}
+
+			// Many connections echoing at once: a turn batches several.
+			const conns, rounds = 20, 100
+			if err := echoClients(t, l, conns, rounds); err != nil {
+				t.Fatal(err)
+			}
+
+			// 4 MiB in one Write: the ring's send takes part, the next
+			// finds the socket full (EAGAIN), the Task waits for room.
+			fd, peer := pair(t)
+			big := bytes.Repeat([]byte("0123456789abcdef"), 1<<18)
+			done := make(chan error, 1)
+			l.Adopt(fd, func(_ *Task, c *Conn, _ error) {
+				n, err := c.Write(big)
+				if err == nil && n != len(big) {
+					err = fmt.Errorf("wrote %d of %d bytes without an error", n, len(big))
+				}
+				c.Close()
+				done <- err
+			})
+			got, err := io.ReadAll(peer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := within(t, done, 20*time.Second, "large write"); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, big) {
+				t.Fatalf("read %d bytes, want the %d written", len(got), len(big))
+			}
+
+			// A peer that left: EPIPE, not a signal.
+			fd, peer = pair(t)
+			peer.Close()
+			l.Adopt(fd, func(_ *Task, c *Conn, _ error) {
+				defer c.Close()
+				_, err := c.Write([]byte("anyone there?"))
+				done <- err
+			})
+			if err := within(t, done, 10*time.Second, "write to a closed peer"); !errors.Is(err, syscall.EPIPE) {
+				t.Fatalf("write to a closed peer: %v, want EPIPE", err)
+			}
+
+			switch n := l.batched.Load(); {
+			case plain && n != 0:
+				t.Errorf("%d sends went through the ring with PlainSends", n)
+			case !plain && n < conns*rounds:
+				t.Errorf("%d sends went through the ring, want at least the %d echoes", n, conns*rounds)
+			}
+		})
+	}
+}
