@@ -44,7 +44,10 @@ func (c *Conn) send(p []byte) (int, error) {
 			return n + k, err
 		}
 		l.sending = append(l.sending, t)
-		if !t.yield(opSend) {
+		t.sendBuf = p
+		ok := t.yield(opSend)
+		t.sendBuf = nil
+		if !ok {
 			return n, c.opError("write", ErrClosed)
 		}
 		switch r := t.sendRes; {
