@@ -1,8 +1,9 @@
 package main
 
-// serve.go: the two servers. Both take the listening socket as fd 3, run on
-// one locked OS thread, answer each complete request head ("\r\n\r\n") with
-// response, and treat a connection the same way otherwise.
+// serve.go: the servers of the three modes. Each takes a listening socket,
+// runs on one locked OS thread, answers each complete request head
+// ("\r\n\r\n") with response, and treats a connection the same way
+// otherwise.
 
 import (
 	"bytes"
@@ -24,7 +25,7 @@ var response = []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Le
 var headEnd = []byte("\r\n\r\n")
 
 // lateSends counts the hybrid's turns whose sends had not all completed
-// when io_uring_enter returned (none expected: see MSG_DONTWAIT below).
+// when io_uring_enter returned (none expected: QueueSend's MSG_DONTWAIT).
 var lateSends atomic.Int64
 
 // client is one connection and what it has read of its next request.
