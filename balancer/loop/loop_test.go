@@ -117,12 +117,21 @@ func echoClients(t *testing.T, l *Loop, conns, rounds int) error {
 
 // A large write waits for room and completes as the peer reads.
 func TestWriteWaitsForRoom(t *testing.T) {
-	l := newLoop(t)
+	bigWrite(t, newLoop(t), 1<<20)
+}
+
+// bigWrite has a Task of l write size bytes in one Write, which must wait
+// for room as the peer reads them, and checks what arrives.
+func bigWrite(t *testing.T, l *Loop, size int) {
+	t.Helper()
 	fd, peer := pair(t)
-	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
+	big := bytes.Repeat([]byte("0123456789abcdef"), size/16)
 	done := make(chan error, 1)
 	l.Adopt(fd, func(_ *Task, c *Conn, _ error) {
-		_, err := c.Write(big)
+		n, err := c.Write(big)
+		if err == nil && n != len(big) {
+			err = fmt.Errorf("wrote %d of %d bytes without an error", n, len(big))
+		}
 		c.Close()
 		done <- err
 	})
@@ -130,7 +139,7 @@ func TestWriteWaitsForRoom(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := within(t, done, 10*time.Second, "write"); err != nil {
+	if err := within(t, done, 20*time.Second, "large write"); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(got, big) {

@@ -1,10 +1,8 @@
 package loop
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"syscall"
 	"testing"
 	"time"
@@ -53,31 +51,12 @@ func TestSends(t *testing.T) {
 
 			// 4 MiB in one Write: the ring's send takes part, the next
 			// finds the socket full (EAGAIN), the Task waits for room.
-			fd, peer := pair(t)
-			big := bytes.Repeat([]byte("0123456789abcdef"), 1<<18)
-			done := make(chan error, 1)
-			l.Adopt(fd, func(_ *Task, c *Conn, _ error) {
-				n, err := c.Write(big)
-				if err == nil && n != len(big) {
-					err = fmt.Errorf("wrote %d of %d bytes without an error", n, len(big))
-				}
-				c.Close()
-				done <- err
-			})
-			got, err := io.ReadAll(peer)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := within(t, done, 20*time.Second, "large write"); err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Equal(got, big) {
-				t.Fatalf("read %d bytes, want the %d written", len(got), len(big))
-			}
+			bigWrite(t, l, 4<<20)
 
 			// A peer that left: EPIPE, not a signal.
-			fd, peer = pair(t)
+			fd, peer := pair(t)
 			peer.Close()
+			done := make(chan error, 1)
 			l.Adopt(fd, func(_ *Task, c *Conn, _ error) {
 				defer c.Close()
 				_, err := c.Write([]byte("anyone there?"))
