@@ -48,6 +48,7 @@ type Conn struct {
 	BeforeWait func()
 
 	rc syscall.RawConn
+	bs batchSender // rc, when it sends itself (the loop engine's); nil otherwise
 
 	// What the read and write callbacks work on, set around each call:
 	// the callbacks are made once, so a call allocates nothing.
@@ -95,6 +96,7 @@ func New(c net.Conn) *Conn {
 		return nil
 	}
 	s := &Conn{Conn: c, rc: rc}
+	s.bs, _ = rc.(batchSender)
 	s.rfunc, s.wfunc, s.sfunc = s.read, s.write, s.serve
 	return s
 }
@@ -406,8 +408,8 @@ func (s *Conn) Write(p []byte) (int, error) {
 	}
 	raceReleaseMerge()
 	s.wrote.Store(true)
-	if bs, ok := s.rc.(batchSender); ok {
-		n, err := bs.Send(p)
+	if s.bs != nil {
+		n, err := s.bs.Send(p)
 		if err != nil {
 			return n, s.opError("write", err)
 		}
