@@ -150,6 +150,7 @@ func TestSupervisorReplacesExitedWorker(t *testing.T) {
 		if e := ev.next(t); e != "ready w1 pid 2" {
 			t.Fatalf("got %q", e)
 		}
+		synctest.Wait() // OnReady comes first; the status follows it
 		if st := s.Status(); st.Ready != 1 || st.Workers[0].Restarts != 1 {
 			t.Errorf("status %+v", st)
 		}
