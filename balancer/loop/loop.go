@@ -58,6 +58,7 @@ type Loop struct {
 	idleSince int64        // Unix nanoseconds since the loop found nothing to do, 0 while busy
 	idleWaits atomic.Int64 // waits made through the runtime, for tests
 	batched   atomic.Int64 // sends made through the ring, for tests
+	alone     atomic.Int64 // sends queued alone in their turn, made with send(2), for tests
 
 	mu     sync.Mutex // protects posted and stopping
 	posted []func()

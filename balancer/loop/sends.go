@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"unsafe"
 
 	"berth/balancer/loop/uring"
 )
@@ -23,6 +24,10 @@ const ringEntries = 1024
 
 // Batching reports whether the loop batches its sends through io_uring.
 func (l *Loop) Batching() bool { return l.ring != nil }
+
+// SendsQueued reports how many sends the loop's Tasks queued for the end
+// of a turn (through the ring, or alone in their turn with send(2)).
+func (l *Loop) SendsQueued() int64 { return l.batched.Load() + l.alone.Load() }
 
 // send writes all of p as Write does. Made by an attached Task of the
 // loop, each try goes through the ring (see the file's comment); a
@@ -44,7 +49,7 @@ func (c *Conn) send(p []byte) (int, error) {
 			return n + k, err
 		}
 		l.sending = append(l.sending, t)
-		t.sendBuf = p
+		t.sendBuf, t.sendFd = p[n:], c.fd
 		ok := t.yield(opSend)
 		t.sendBuf = nil
 		if !ok {
@@ -74,7 +79,14 @@ func (l *Loop) flushSends() {
 	for l.ring != nil && len(l.sending) > 0 {
 		batch := l.sending
 		l.sending, l.sent = l.sent[:0], nil
-		if err := l.ring.Submit(len(batch)); err != nil {
+		if len(batch) == 1 && l.ring.Queued() == 1 {
+			// One send alone: send(2) costs less than io_uring_enter
+			// with one entry (which hello c=1 pays per request), and
+			// has its result at once as the ring's send would.
+			l.ring.Discard()
+			batch[0].sendRes = sendNow(batch[0].sendFd, batch[0].sendBuf)
+			l.alone.Add(1)
+		} else if err := l.ring.Submit(len(batch)); err != nil {
 			// Not expected once the ring is set up (the kernel took
 			// its submissions before): fail these sends, not the loop,
 			// and send plainly from now on.
@@ -96,5 +108,21 @@ func (l *Loop) flushSends() {
 			l.resume(t)
 		}
 		l.sent = batch[:0]
+	}
+}
+
+// sendNow is the ring's send made with one send(2): MSG_DONTWAIT and
+// MSG_NOSIGNAL, the result as a completion gives it (bytes sent, or
+// -errno).
+func sendNow(fd int, p []byte) int32 {
+	for {
+		r, _, errno := syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), syscall.MSG_DONTWAIT|syscall.MSG_NOSIGNAL, 0, 0)
+		switch errno {
+		case 0:
+			return int32(r)
+		case syscall.EINTR:
+			continue
+		}
+		return -int32(errno)
 	}
 }

@@ -3,6 +3,8 @@ package loop
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"syscall"
 	"testing"
 	"time"
@@ -66,12 +68,56 @@ func TestSends(t *testing.T) {
 				t.Fatalf("write to a closed peer: %v, want EPIPE", err)
 			}
 
-			switch n := l.batched.Load(); {
+			switch n := l.batched.Load() + l.alone.Load(); {
 			case plain && n != 0:
-				t.Errorf("%d sends went through the ring with PlainSends", n)
+				t.Errorf("%d sends were queued with PlainSends", n)
 			case !plain && n < conns*rounds:
-				t.Errorf("%d sends went through the ring, want at least the %d echoes", n, conns*rounds)
+				t.Errorf("%d sends were queued, want at least the %d echoes", n, conns*rounds)
 			}
 		})
+	}
+}
+
+// The sends of one turn go to the kernel together: Tasks started in the
+// same turn, each writing at once, make one batch through the ring; a
+// send alone in its turn is made with send(2).
+func TestSendsOfATurnGoTogether(t *testing.T) {
+	l := newLoopWith(t, Config{})
+	needRing(t, l)
+
+	const n = 16
+	peers := make([]net.Conn, n)
+	fds := make([]int, n)
+	for i := range n {
+		fds[i], peers[i] = pair(t)
+	}
+	// Adopted from one posted function, the n Tasks start in the same
+	// later turn.
+	l.Post(func() {
+		for i, fd := range fds {
+			l.Adopt(fd, func(_ *Task, c *Conn, _ error) {
+				c.Write(fmt.Appendf(nil, "hello %02d", i))
+			})
+		}
+	})
+	for i, p := range peers {
+		got := make([]byte, len("hello 00"))
+		p.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.ReadFull(p, got); err != nil || string(got) != fmt.Sprintf("hello %02d", i) {
+			t.Fatalf("conn %d read %q, %v", i, got, err)
+		}
+	}
+	if b, a := l.batched.Load(), l.alone.Load(); b != n || a != 0 {
+		t.Errorf("%d sends through the ring and %d alone, want the %d in one batch", b, a, n)
+	}
+
+	// One connection echoing: every turn has one send, made alone.
+	l2 := newLoopWith(t, Config{})
+	const rounds = 50
+	if err := echoClients(t, l2, 1, rounds); err != nil {
+		t.Fatal(err)
+	}
+	if b, a := l2.batched.Load(), l2.alone.Load(); b != 0 || a != rounds {
+		t.Errorf("one echoing connection: %d sends through the ring and %d alone, want 0 and %d", b, a, rounds)
 	}
 }
