@@ -11,6 +11,11 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"berth/balancer/loop"
+	"berth/packaging/testenv"
 )
 
 // echo answers each read of peer with what it read, until it ends.
@@ -401,4 +406,117 @@ func TestStageToAClosedPeer(t *testing.T) {
 	if n, err := s.Staged(); n != 0 || !errors.Is(err, syscall.EPIPE) {
 		t.Fatalf("Staged = %d, %v; want 0, EPIPE", n, err)
 	}
+}
+
+// onLoop runs f in a Task of a new loop (the loop engine's), with s a
+// Conn over a loop.Conn of a Unix socket pair whose other end is peer. f
+// runs on the loop's goroutine: it reports with t.Errorf, never t.Fatal.
+// It returns the number of sends the loop queued for the end of a turn,
+// where a loop Conn's sends go when the kernel gives the loop a ring.
+func onLoop(t *testing.T, f func(s *Conn, peer net.Conn)) (queued int64) {
+	t.Helper()
+	l, err := loop.New(loop.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	testenv.Need(t, l.Batching(), "this kernel gives the loop no io_uring (io_uring_disabled, or a seccomp filter): its sends are plain")
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := os.NewFile(uintptr(fds[1]), "peer")
+	peer, err := net.FileConn(fl)
+	fl.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	done := make(chan struct{})
+	l.Adopt(fds[0], func(_ *loop.Task, c *loop.Conn, err error) {
+		defer close(done)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		s := New(c)
+		defer s.Close()
+		f(s, peer)
+	})
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the Task on the loop did not finish in 20 s")
+	}
+	return l.SendsQueued()
+}
+
+// Over the loop engine's Conns, what is staged leaves with the loop's
+// other sends at the end of the turn, and the read after it still waits
+// for the poller instead of trying an empty socket; a staged write that
+// does not fit, or fails, is reported as over a net.Conn.
+func TestStageOnALoop(t *testing.T) {
+	msg := []byte("GET / HTTP/1.1\r\n\r\n")
+	t.Run("turns", func(t *testing.T) {
+		const turns = 300
+		var reads int
+		queued := onLoop(t, func(s *Conn, peer net.Conn) {
+			go echo(peer)
+			buf := make([]byte, 4096)
+			for i := range turns {
+				s.Stage(msg)
+				if n, err := s.Read(buf); err != nil || n != len(msg) {
+					t.Errorf("turn %d: Read = %d, %v; want the %d bytes echoed", i, n, err, len(msg))
+					return
+				}
+				if n, err := s.Staged(); n != len(msg) || err != nil {
+					t.Errorf("turn %d: Staged = %d, %v; want %d, nil", i, n, err, len(msg))
+					return
+				}
+			}
+			reads = s.reads
+		})
+		if queued < turns {
+			t.Errorf("%d sends queued for the turn's end, want the %d staged", queued, turns)
+		}
+		if reads > turns+turns/10 {
+			t.Errorf("%d turns made %d read system calls; want about one per turn", turns, reads)
+		}
+	})
+	t.Run("more than the socket holds", func(t *testing.T) {
+		big := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
+		onLoop(t, func(s *Conn, peer net.Conn) {
+			go func() {
+				b, _ := io.ReadAll(io.LimitReader(peer, int64(len(big))))
+				if bytes.Equal(b, big) {
+					peer.Write([]byte("ok"))
+				} else {
+					peer.Write([]byte("no"))
+				}
+			}()
+			s.Stage(big)
+			s.SetReadDeadline(time.Now().Add(10 * time.Second))
+			got := make([]byte, 2)
+			if _, err := io.ReadFull(s, got); err != nil || string(got) != "ok" {
+				t.Errorf("answer to 4 MiB staged: %q, %v; want ok", got, err)
+			}
+			if n, err := s.Staged(); n != len(big) || err != nil {
+				t.Errorf("Staged = %d, %v; want %d, nil", n, err, len(big))
+			}
+		})
+	})
+	t.Run("closed peer", func(t *testing.T) {
+		onLoop(t, func(s *Conn, peer net.Conn) {
+			peer.Close()
+			s.Stage(msg)
+			_, err := s.Read(make([]byte, 8))
+			var oe *net.OpError
+			if !errors.As(err, &oe) || oe.Op != "write" || !errors.Is(err, syscall.EPIPE) {
+				t.Errorf("Read after staging to a closed peer = %v; want a write error, EPIPE", err)
+			}
+			if n, err := s.Staged(); n != 0 || !errors.Is(err, syscall.EPIPE) {
+				t.Errorf("Staged = %d, %v; want 0, EPIPE", n, err)
+			}
+		})
+	})
 }

@@ -57,10 +57,14 @@ type Conn struct {
 	rerr, werr          syscall.Errno
 	rfunc, wfunc, sfunc func(fd uintptr) bool
 
-	// What Stage left for the next Read to write, and how that went.
-	staged []byte
-	sn     int
-	serr   syscall.Errno
+	// What Stage left for the next Read to write, and how that went;
+	// over a batching RawConn (bs), the send's error, and whether the
+	// read is to wait for the poller before it tries the socket.
+	staged  []byte
+	sn      int
+	serr    syscall.Errno
+	sendErr error
+	skipTry bool
 
 	// Serve's: the turn function, the descriptor while a turn runs
 	// (inside is set then), and state, which Close reads.
@@ -213,6 +217,12 @@ func (s *Conn) Read(p []byte) (int, error) {
 		return s.readInside(p)
 	}
 	s.rbuf, s.rn, s.rerr = p, 0, 0
+	if s.bs != nil && s.staged != nil {
+		if err := s.sendStaged(); err != nil {
+			s.rbuf = nil
+			return 0, err
+		}
+	}
 	err := s.rc.Read(s.rfunc)
 	if err == nil && s.serr == 0 && s.sn < len(s.staged) {
 		// The socket had no room for all of it: write the rest as Write
@@ -343,12 +353,33 @@ func (s *Conn) CloseWrite() error {
 func (s *Conn) Stage(p []byte) {
 	raceReleaseMerge()
 	s.wrote.Store(true)
-	s.staged, s.sn, s.serr = p, 0, 0
+	s.staged, s.sn, s.serr, s.sendErr, s.skipTry = p, 0, 0, nil, false
+}
+
+// sendStaged sends what was staged through the batching RawConn (the
+// loop engine's): the request leaves with the loop's other sends at the
+// end of its turn instead of in a system call of its own. The read that
+// follows then waits for the answer's notice when the last read emptied
+// the socket, as read does after a plain send.
+func (s *Conn) sendStaged() error {
+	p := s.staged
+	s.staged = nil
+	n, err := s.bs.Send(p)
+	s.sn = n
+	if err != nil {
+		s.sendErr = s.opError("write", err)
+		return s.sendErr
+	}
+	s.skipTry, s.drained = s.drained, false
+	return nil
 }
 
 // Staged reports how much of what was staged the last Read wrote, and
 // the error that stopped it (nil once it was written whole).
 func (s *Conn) Staged() (int, error) {
+	if s.sendErr != nil {
+		return s.sn, s.sendErr
+	}
 	if s.serr != 0 {
 		return s.sn, s.opError("write", os.NewSyscallError("write", s.serr))
 	}
@@ -358,6 +389,11 @@ func (s *Conn) Staged() (int, error) {
 // read is a Read's raw read: it writes what was staged first, then
 // reads.
 func (s *Conn) read(fd uintptr) bool {
+	if s.skipTry {
+		s.skipTry = false
+		s.beforeWait()
+		return false // the answer comes with the poller's notice
+	}
 	if s.staged != nil {
 		switch e := send(fd, s.staged, &s.sn); e {
 		case 0:
