@@ -52,6 +52,7 @@ type Loop struct {
 	maxWait int // milliseconds, -1 for no bound
 
 	ring    *uring.Ring // batches the turn's sends; nil for plain sends
+	ringErr error       // why New has no ring, when it tried
 	sending []*Task     // the Tasks whose send is queued in ring, by its user data
 	sent    []*Task     // sending's spare, for the next batch
 
@@ -105,6 +106,8 @@ func New(cfg Config) (*Loop, error) {
 	if !cfg.PlainSends {
 		if r, err := uring.New(ringEntries); err == nil {
 			l.ring = r
+		} else {
+			l.ringErr = err
 		}
 	}
 	reserveProc()

@@ -25,6 +25,11 @@ const ringEntries = 1024
 // Batching reports whether the loop batches its sends through io_uring.
 func (l *Loop) Batching() bool { return l.ring != nil }
 
+// NoRing tells why a loop that was to batch its sends has no ring: the
+// kernel's refusal (io_uring_disabled, a seccomp filter such as
+// systemd's SystemCallFilter=), nil otherwise.
+func (l *Loop) NoRing() error { return l.ringErr }
+
 // SendsQueued reports how many sends the loop's Tasks queued for the end
 // of a turn (through the ring, or alone in their turn with send(2)).
 func (l *Loop) SendsQueued() int64 { return l.batched.Load() + l.alone.Load() }
@@ -79,17 +84,20 @@ func (l *Loop) flushSends() {
 	for l.ring != nil && len(l.sending) > 0 {
 		batch := l.sending
 		l.sending, l.sent = l.sent[:0], nil
+		// The counts go first: a test reads them once its peer has
+		// the bytes, which can be before the call returns.
 		if len(batch) == 1 && l.ring.Queued() == 1 {
 			// One send alone: send(2) costs less than io_uring_enter
 			// with one entry (which hello c=1 pays per request), and
 			// has its result at once as the ring's send would.
 			l.ring.Discard()
-			batch[0].sendRes = sendNow(batch[0].sendFd, batch[0].sendBuf)
 			l.alone.Add(1)
-		} else if err := l.ring.Submit(len(batch)); err != nil {
+			batch[0].sendRes = sendNow(batch[0].sendFd, batch[0].sendBuf)
+		} else if l.batched.Add(int64(len(batch))); l.ring.Submit(len(batch)) != nil {
 			// Not expected once the ring is set up (the kernel took
 			// its submissions before): fail these sends, not the loop,
 			// and send plainly from now on.
+			l.batched.Add(-int64(len(batch)))
 			for _, t := range batch {
 				t.sendRes = -int32(syscall.EIO)
 			}
@@ -101,7 +109,6 @@ func (l *Loop) flushSends() {
 					batch[e.UserData].sendRes = e.Res
 				}
 			})
-			l.batched.Add(int64(len(batch)))
 		}
 		for i, t := range batch {
 			batch[i] = nil
