@@ -41,7 +41,7 @@ type harness struct {
 	clk          float64   // clock ticks per second of /proc times
 	keep         bool      // BENCH_KEEP: leave the work directory for a look at the logs
 	berthArgs    []string  // BENCH_BERTH_ARGS: more arguments for berth serve
-	base         string    // -base: a second berth binary, the peers base and base-loop
+	base         string    // -base: a second berth binary, the peers base and base-goroutine
 	prof         *profiler // -profile: a CPU profile of berth per run, merged (make pgo)
 	stalls       *stallWatch
 }
@@ -50,9 +50,9 @@ func main() {
 	berth := flag.String("berth", "bin/berth", "the berth binary to measure")
 	out := flag.String("out", "bench/RESULTS.md", "where to write the report (also printed to stdout); empty for stdout only")
 	commit := flag.String("commit", "", "the commit -berth was built from, for the report (default: this checkout's)")
-	base := flag.String("base", "", "a second berth binary (an earlier build), measured as the peers base and base-loop in the same rounds")
+	base := flag.String("base", "", "a second berth binary (an earlier build), measured as the peers base and base-goroutine in the same rounds")
 	profile := flag.String("profile", "", "write a CPU profile of berth over the measured runs to this file (make pgo): "+
-		"-berth must be a build with -tags berthdebug; the peers default to berth and berth-loop, the rounds to 1, -out to none")
+		"-berth must be a build with -tags berthdebug; the peers default to berth and berth-goroutine, the rounds to 1, -out to none")
 	flag.Parse()
 	if *profile != "" {
 		given := map[string]bool{}
@@ -229,7 +229,7 @@ func (h *harness) configure(berth, base string) error {
 	}
 	if h.prof != nil && os.Getenv("BENCH_PEERS") == "" {
 		// Only berth's CPU is profiled.
-		h.peers = slices.DeleteFunc(h.peers, func(p *peer) bool { return p.name != "berth" && p.name != "berth-loop" })
+		h.peers = slices.DeleteFunc(h.peers, func(p *peer) bool { return p.name != "berth" && p.name != "berth-goroutine" })
 	}
 	if h.base == "" {
 		h.peers = slices.DeleteFunc(h.peers, func(p *peer) bool { return strings.HasPrefix(p.name, "base") })

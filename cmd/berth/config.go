@@ -155,7 +155,7 @@ func serveCommand(c *serveConfig) *command {
 	fs.Var(&c.TLSCert, "tls-cert", "TLS certificate chain file (PEM) for the public listeners; repeatable with --tls-key, chosen by SNI (a bare name is looked up in $CREDENTIALS_DIRECTORY)")
 	fs.Var(&c.TLSKey, "tls-key", "key file (PEM) of the --tls-cert given in the same position")
 	fs.StringVar(&c.HTTP2, "http2", "on", "offer HTTP/2 by ALPN on TLS listeners: on or off")
-	fs.StringVar(&c.Engine, "engine", "goroutine", "what serves plain HTTP connections: goroutine (one per connection) or loop (experimental: an event loop per core); TLS and PROXY-protocol listeners always use goroutines")
+	fs.StringVar(&c.Engine, "engine", "loop", "what serves plain HTTP connections: loop (an event loop per core, sends batched through io_uring) or goroutine (one per connection: its connections are served on whatever core is running, for a VM whose host takes cores away); TLS and PROXY-protocol listeners always use goroutines")
 	fs.IntVar(&c.MaxConnections, "max-connections", 0, "client connections open at once; more wait in the kernel's listen backlog (0: no limit)")
 	fs.IntVar(&c.MaxConnectionsPerIP, "max-connections-per-ip", 0, "client connections open at once from one address; more are closed at once (0: no limit)")
 	fs.StringVar(&c.MaxBodySize, "max-body-size", "100M", "largest request body, bytes or with K, M, G; larger ones get 413 (0: no limit)")

@@ -2,13 +2,14 @@ package main
 
 import "testing"
 
-// TestLoopEngine runs tests of what users rely on most with
-// `--engine loop`, the event loops (balancer/loop): serving and
+// TestGoroutineEngine runs tests of what users rely on most with
+// `--engine goroutine`, a goroutine per connection (every other test runs
+// the default engine, the event loops of balancer/loop): serving and
 // balancing, forwarded headers, a graceful stop that loses nothing, a
 // poison request costing one worker, WebSockets, connection limits,
 // hostile input, slow clients and static files.
-func TestLoopEngine(t *testing.T) {
-	engineArgs = []string{"--engine", "loop"}
+func TestGoroutineEngine(t *testing.T) {
+	engineArgs = []string{"--engine", "goroutine"}
 	t.Cleanup(func() { engineArgs = nil })
 	for name, test := range map[string]func(*testing.T){
 		"HelloTwoWorkersBothServe":    TestHelloTwoWorkersBothServe,

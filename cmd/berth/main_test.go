@@ -62,9 +62,9 @@ type berthProc struct {
 	err     error // set before exited is closed
 }
 
-// engineArgs are added to every startBerth command line: TestLoopEngine
-// sets them to run other tests on the event loops. (The package's tests
-// do not run in parallel.)
+// engineArgs are added to every startBerth command line:
+// TestGoroutineEngine sets them to run other tests on the goroutine
+// engine. (The package's tests do not run in parallel.)
 var engineArgs []string
 
 var listeningRe = regexp.MustCompile(`msg=listening .*addr=(\S+)`)

@@ -221,7 +221,12 @@ func start(cfg *serveConfig, app spawner.App, log *slog.Logger, stderr io.Writer
 			loops = append(loops, lp)
 			d.cleanups = append(d.cleanups, func() { lp.Close() })
 		}
-		log.Debug("event loops", "loops", n)
+		if err := loops[0].NoRing(); err != nil {
+			log.Info("event loops", "loops", n, "batching", false, "err", err,
+				"hint", "each send is a system call of its own: allow io_uring_setup and io_uring_enter (systemd's SystemCallFilter=, sysctl kernel.io_uring_disabled) to batch them")
+		} else {
+			log.Info("event loops", "loops", n, "batching", loops[0].Batching())
+		}
 	}
 	d.front, err = balancer.NewServer(balancer.ServerConfig{
 		Handler: chain, Listeners: netListeners, TLS: tlsOn, HTTP2: cfg.HTTP2 == "on", Log: log, Loops: loops,

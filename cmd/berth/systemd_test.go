@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"berth/balancer/loop/uring"
 	"berth/packaging/systemdtest"
 	"berth/packaging/testenv"
 	"berth/units"
@@ -66,6 +67,7 @@ func TestSystemd(t *testing.T) {
 	t.Run("restart under load", func(t *testing.T) { box.testUnderLoad(t, "restart") })
 	t.Run("app log in the journal", box.testJournal)
 	t.Run("uploads are held under the sandbox", box.testHeldUpload)
+	t.Run("the event loops batch their sends under the sandbox", box.testLoopsBatch)
 	t.Run("SIGKILLed berth leaves no worker", box.testKillBerth)
 	t.Run("stop leaves no worker", box.testStop)
 	t.Run("leftover units are cleared", box.testLeftovers)
@@ -465,6 +467,23 @@ func (b *sdBox) testJournal(t *testing.T) {
 	}
 	if !strings.Contains(out, "worker ready") {
 		t.Errorf("berth logs %s does not show berth's own lines:\n%s", sdName, out)
+	}
+}
+
+// testLoopsBatch: under the unit berth init writes, berth serves on its
+// default engine, the event loops, and they get their io_uring (the
+// unit's SystemCallFilter=@system-service allows it, through @aio): the
+// journal says so at each start.
+func (b *sdBox) testLoopsBatch(t *testing.T) {
+	r, err := uring.New(8)
+	testenv.Need(t, err == nil, fmt.Sprintf("this kernel gives no io_uring (%v): the loops send plainly everywhere", err))
+	r.Close()
+	b.get(t) // starts berth, if nothing before did
+	b.waitServing(t)
+	b.m.MustRun(t, "journalctl", "--sync")
+	out := b.m.MustRun(t, "journalctl", "--no-pager", "-o", "cat", "-u", sdName+".service", "--grep", "event loops")
+	if !strings.Contains(out, "batching=true") || strings.Contains(out, "batching=false") {
+		t.Errorf("berth's event loops do not batch their sends under its unit's sandbox:\n%s", out)
 	}
 }
 
