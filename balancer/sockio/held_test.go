@@ -372,6 +372,12 @@ func TestServeDeadline(t *testing.T) {
 // buffer holds; what does not fit is written as Write would.
 func TestStageMoreThanTheSocketHolds(t *testing.T) {
 	s, peer := pair(t, "unix")
+	stageMoreThanTheSocketHolds(t, s, peer)
+}
+
+// stageMoreThanTheSocketHolds stages 4 MiB on s and checks that peer
+// got them whole. It reports with t.Errorf: it runs on a loop too.
+func stageMoreThanTheSocketHolds(t *testing.T, s *Conn, peer net.Conn) {
 	big := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
 	go func() {
 		b, _ := io.ReadAll(io.LimitReader(peer, int64(len(big))))
@@ -385,10 +391,11 @@ func TestStageMoreThanTheSocketHolds(t *testing.T) {
 	s.SetReadDeadline(time.Now().Add(10 * time.Second))
 	got := make([]byte, 2)
 	if _, err := io.ReadFull(s, got); err != nil || string(got) != "ok" {
-		t.Fatalf("answer to 4 MiB staged: %q, %v; want ok", got, err)
+		t.Errorf("answer to 4 MiB staged: %q, %v; want ok", got, err)
+		return
 	}
 	if n, err := s.Staged(); n != len(big) || err != nil {
-		t.Fatalf("Staged = %d, %v; want %d, nil", n, err, len(big))
+		t.Errorf("Staged = %d, %v; want %d, nil", n, err, len(big))
 	}
 }
 
@@ -396,15 +403,21 @@ func TestStageMoreThanTheSocketHolds(t *testing.T) {
 // and by Staged with what went out.
 func TestStageToAClosedPeer(t *testing.T) {
 	s, peer := pair(t, "unix")
+	stageToAClosedPeer(t, s, peer)
+}
+
+// stageToAClosedPeer closes peer, stages on s and checks the errors. It
+// reports with t.Errorf: it runs on a loop too.
+func stageToAClosedPeer(t *testing.T, s *Conn, peer net.Conn) {
 	peer.Close()
 	s.Stage([]byte("GET / HTTP/1.1\r\n\r\n"))
 	_, err := s.Read(make([]byte, 8))
 	var oe *net.OpError
 	if !errors.As(err, &oe) || oe.Op != "write" || !errors.Is(err, syscall.EPIPE) {
-		t.Fatalf("Read after staging to a closed peer = %v; want a write error, EPIPE", err)
+		t.Errorf("Read after staging to a closed peer = %v; want a write error, EPIPE", err)
 	}
 	if n, err := s.Staged(); n != 0 || !errors.Is(err, syscall.EPIPE) {
-		t.Fatalf("Staged = %d, %v; want 0, EPIPE", n, err)
+		t.Errorf("Staged = %d, %v; want 0, EPIPE", n, err)
 	}
 }
 
@@ -484,39 +497,9 @@ func TestStageOnALoop(t *testing.T) {
 		}
 	})
 	t.Run("more than the socket holds", func(t *testing.T) {
-		big := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
-		onLoop(t, func(s *Conn, peer net.Conn) {
-			go func() {
-				b, _ := io.ReadAll(io.LimitReader(peer, int64(len(big))))
-				if bytes.Equal(b, big) {
-					peer.Write([]byte("ok"))
-				} else {
-					peer.Write([]byte("no"))
-				}
-			}()
-			s.Stage(big)
-			s.SetReadDeadline(time.Now().Add(10 * time.Second))
-			got := make([]byte, 2)
-			if _, err := io.ReadFull(s, got); err != nil || string(got) != "ok" {
-				t.Errorf("answer to 4 MiB staged: %q, %v; want ok", got, err)
-			}
-			if n, err := s.Staged(); n != len(big) || err != nil {
-				t.Errorf("Staged = %d, %v; want %d, nil", n, err, len(big))
-			}
-		})
+		onLoop(t, func(s *Conn, peer net.Conn) { stageMoreThanTheSocketHolds(t, s, peer) })
 	})
 	t.Run("closed peer", func(t *testing.T) {
-		onLoop(t, func(s *Conn, peer net.Conn) {
-			peer.Close()
-			s.Stage(msg)
-			_, err := s.Read(make([]byte, 8))
-			var oe *net.OpError
-			if !errors.As(err, &oe) || oe.Op != "write" || !errors.Is(err, syscall.EPIPE) {
-				t.Errorf("Read after staging to a closed peer = %v; want a write error, EPIPE", err)
-			}
-			if n, err := s.Staged(); n != 0 || !errors.Is(err, syscall.EPIPE) {
-				t.Errorf("Staged = %d, %v; want 0, EPIPE", n, err)
-			}
-		})
+		onLoop(t, func(s *Conn, peer net.Conn) { stageToAClosedPeer(t, s, peer) })
 	})
 }
