@@ -19,7 +19,8 @@
 //
 // Writes are batched: a Task's send goes into its loop's io_uring, and
 // the loop hands every send of a turn to the kernel in one io_uring_enter
-// before it waits again, then resumes the senders with their results
+// (one alone with send(2)) before it waits again, then resumes the
+// senders with their results
 // (sends.go; package uring). A system call costs over a microsecond on
 // the machines berth is measured on, and a plain send also lets the reader
 // it wakes preempt the loop (DESIGN.md, "The system-call floor, and

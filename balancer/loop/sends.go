@@ -3,8 +3,9 @@ package loop
 // sends.go: the sends of a turn, batched. A Task that writes queues its
 // send in the loop's io_uring and suspends; when the turn's events,
 // posted functions and timers are done, the loop submits every queued
-// send in one io_uring_enter, and resumes each Task with its result
-// before it waits again. On this machine kind a system call costs over
+// send in one io_uring_enter (a send alone in its turn, with send(2),
+// which costs less), and resumes each Task with its result before it
+// waits again. On this machine kind a system call costs over
 // a microsecond, and one plain send per response also lets the reader it
 // wakes preempt the loop at every send (DESIGN.md, "The system-call
 // floor, and io_uring").

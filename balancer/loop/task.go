@@ -32,8 +32,8 @@ type Task struct {
 	dir int
 
 	// While its send is queued in the loop's ring: the bytes the ring
-	// holds the address of, their socket, and the send's result, set before the loop
-	// resumes it (bytes sent, or -errno). Keeping the bytes in a field of
+	// holds the address of, their socket, and the send's result, set
+	// before the loop resumes it (bytes sent, or -errno). Keeping the bytes in a field of
 	// the Task is what puts every buffer a loop Conn sends on the heap:
 	// the compiler then never leaves one on a coroutine's stack, which
 	// the collector may move (shrink) while the Task is suspended and
