@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"crypto/sha256"
+	"debug/buildinfo"
 	"debug/elf"
 	"encoding/hex"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -315,6 +317,19 @@ func TestPackagedBinary(t *testing.T) {
 	}
 	if s := f.Section(".debug_info"); s != nil {
 		t.Error("packaged berth has DWARF: not linked with -w")
+	}
+
+	// debian/copyright names every module linked into the binary, with
+	// its licence (the .rpm ships the same file as %license).
+	bi, err := buildinfo.ReadFile(bin)
+	if err != nil {
+		t.Fatalf("packaged berth: %v", err)
+	}
+	copyright := readRoot(t, "debian/copyright")
+	for _, d := range bi.Deps {
+		if !regexp.MustCompile(`(?m)^\s+` + regexp.QuoteMeta(d.Path) + `\s+\S`).MatchString(copyright) {
+			t.Errorf("debian/copyright does not list %s, which the packaged berth links: add it with its licence", d.Path)
+		}
 	}
 }
 
