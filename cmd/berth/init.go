@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/google/renameio/v2"
+
 	"berth/units"
 )
 
@@ -211,25 +213,10 @@ func (env initEnv) userUnitDir() (string, error) {
 }
 
 // writeFileAtomic writes data to path through a temporary file in the same
-// directory, so that systemd never reads half a unit.
+// directory, flushed to disk before it takes path's place, so that systemd
+// never reads half a unit, not even after a power cut.
 func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(perm)
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := renameio.WriteFile(path, data, perm, renameio.WithStaticPermissions(perm)); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
