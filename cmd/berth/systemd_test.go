@@ -68,6 +68,7 @@ func TestSystemd(t *testing.T) {
 	t.Run("app log in the journal", box.testJournal)
 	t.Run("uploads are held under the sandbox", box.testHeldUpload)
 	t.Run("the event loops batch their sends under the sandbox", box.testLoopsBatch)
+	t.Run("without io_uring the event loops send plainly and say why", box.testLoopsWithoutRing)
 	t.Run("SIGKILLed berth leaves no worker", box.testKillBerth)
 	t.Run("stop leaves no worker", box.testStop)
 	t.Run("leftover units are cleared", box.testLeftovers)
@@ -484,6 +485,58 @@ func (b *sdBox) testLoopsBatch(t *testing.T) {
 	out := b.m.MustRun(t, "journalctl", "--no-pager", "-o", "cat", "-u", sdName+".service", "--grep", "event loops")
 	if !strings.Contains(out, "batching=true") || strings.Contains(out, "batching=false") {
 		t.Errorf("berth's event loops do not batch their sends under its unit's sandbox:\n%s", out)
+	}
+}
+
+// testLoopsWithoutRing: where the sandbox forbids io_uring (an
+// administrator's SystemCallFilter=~@aio here; Docker's default seccomp
+// profile does the same), berth still serves on its default engine, each
+// send a system call of its own, and its start line says why and what to
+// allow.
+func (b *sdBox) testLoopsWithoutRing(t *testing.T) {
+	const app = "plainsends"
+	port := testenv.FreePort(t)
+	b.installApp(t, app, port, "--workers 1")
+	if err := b.m.WriteFile(t.Context(), "/etc/systemd/system/"+app+".service.d/no-io-uring.conf", []byte("[Service]\nSystemCallFilter=~@aio\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.m.MustRun(t, "systemctl", "daemon-reload")
+	b.m.MustRun(t, "systemctl", "start", app+".socket")
+	defer b.m.Run(context.Background(), "systemctl", "stop", app+".socket", app+".service")
+
+	// Keep-alive requests on one connection, and a few connections at
+	// once: every answer goes out through plain sends.
+	c := &http.Client{Timeout: 60 * time.Second}
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 25 {
+				resp, err := c.Get(url)
+				if err != nil {
+					t.Errorf("GET %s without io_uring: %v", url, err)
+					return
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != http.StatusOK || !strings.HasPrefix(string(body), "pid ") {
+					t.Errorf("GET %s without io_uring: %d %q %v", url, resp.StatusCode, body, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+
+	b.m.MustRun(t, "journalctl", "--sync")
+	out := b.m.MustRun(t, "journalctl", "--no-pager", "-o", "cat", "-u", app+".service", "--grep", "event loops")
+	for _, want := range []string{"batching=false", "io_uring_setup: operation not permitted", "SystemCallFilter="} {
+		if !strings.Contains(out, want) {
+			t.Errorf("berth's start line under SystemCallFilter=~@aio lacks %q:\n%s", want, out)
+		}
+	}
+	if st := b.show(t, app+".service", "ActiveState"); st != "active" {
+		t.Errorf("%s.service is %s after serving without io_uring; want active", app, st)
 	}
 }
 
