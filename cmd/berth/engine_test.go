@@ -7,7 +7,7 @@ import "testing"
 // the default engine, the event loops of balancer/loop): serving and
 // balancing, forwarded headers, a graceful stop that loses nothing, a
 // poison request costing one worker, WebSockets, connection limits,
-// hostile input, slow clients and static files.
+// hostile input, slow clients, static files and mixed traffic.
 func TestGoroutineEngine(t *testing.T) {
 	engineArgs = []string{"--engine", "goroutine"}
 	t.Cleanup(func() { engineArgs = nil })
@@ -21,6 +21,7 @@ func TestGoroutineEngine(t *testing.T) {
 		"HostileInput":                TestHostileInput,
 		"SlowClientsHoldNoWorker":     TestSlowClientsHoldNoWorker,
 		"StaticFiles":                 TestStaticFiles,
+		"MixedTraffic":                TestMixedTraffic,
 	} {
 		t.Run(name, test)
 	}
