@@ -10,8 +10,11 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -21,12 +24,15 @@ import (
 // length, chunked, behind Expect: 100-continue), downloads of up to
 // 2 MiB, chunked and event-stream answers, slow answers, an answer the
 // app cuts off, HEAD, pipelined requests, cached answers, clients that
-// leave mid-request or mid-answer, and garbage. Every exchange must end
-// as it should (a hash, a length, a status), berth must keep serving,
-// and once the clients are gone it must hold no client connection, no
-// file and no more memory than the load explains.
+// leave mid-request or mid-answer, and garbage; a third of the way in,
+// `berth restart` replaces the workers one by one. Every exchange must
+// end as it should (a hash, a length, a status), the restart included,
+// berth must keep serving, and once the clients are gone it must hold
+// no client connection, no file and no more memory than the load
+// explains.
 func TestMixedTraffic(t *testing.T) {
-	b := startBerth(t, "testdata/mixed", "--workers", "2")
+	t.Setenv("BERTH_RUNTIME_BASE", t.TempDir())
+	b := startBerth(t, "testdata/mixed", "--workers", "2", "--name", "mixed")
 	b.WaitForN(`msg="worker ready"`, 2, 30*time.Second)
 	pid := b.cmd.Process.Pid
 	addr := strings.TrimPrefix(b.URL, "http://")
@@ -35,16 +41,30 @@ func TestMixedTraffic(t *testing.T) {
 	const clients, rounds = 16, 150
 	seed := rand.Uint64()
 	t.Logf("seed %d", seed)
+	var done atomic.Int64
+	third, restarted := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(restarted)
+		<-third
+		if out, err := exec.Command(berthBin, "restart", "mixed").CombinedOutput(); err != nil || !strings.Contains(string(out), "restarted") {
+			t.Errorf("berth restart under mixed traffic: %v\n%s", err, out)
+		}
+	}()
 	var wg sync.WaitGroup
 	for i := range clients {
 		wg.Go(func() {
 			m := &mixedClient{t: t, addr: addr, rnd: rand.New(rand.NewPCG(seed, uint64(i))),
 				c: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableCompression: true}}}
 			defer m.c.CloseIdleConnections()
-			for range rounds {
+			// At least rounds exchanges, and on until the restart is
+			// over, so that it happens under load.
+			for n := 0; n < rounds || !closed(restarted); n++ {
 				op := mixedOps[m.rnd.IntN(len(mixedOps))]
 				if err := op.run(m); err != nil {
 					t.Errorf("%s: %v", op.name, err)
+				}
+				if done.Add(1) == clients*rounds/3 {
+					close(third)
 				}
 			}
 		})
@@ -52,6 +72,9 @@ func TestMixedTraffic(t *testing.T) {
 	wg.Wait()
 	if t.Failed() {
 		return
+	}
+	if n := len(regexp.MustCompile(`msg="worker replaced" .*reason=restart`).FindAllString(b.Output(), -1)); n != 2 {
+		t.Errorf("the restart replaced %d workers, want 2", n)
 	}
 
 	once := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
@@ -77,6 +100,16 @@ func TestMixedTraffic(t *testing.T) {
 	}
 	if out := b.Output(); strings.Contains(out, "panic") || strings.Contains(out, "level=ERROR") {
 		t.Errorf("berth logged a panic or an error under mixed traffic:\n%s", out)
+	}
+}
+
+// closed reports whether ch is closed.
+func closed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
 
